@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian 12 machine lacks to build, run and test mimic:
+# the system libraries behind the `opencv` and `ffmpeg-next` crates, clang for
+# opencv's binding generator, and Mesa's software Vulkan driver (lavapipe) so the
+# WGSL shaders and the burn-wgpu path run without a GPU. Everything comes from
+# Debian's registry; Rust itself is expected to be installed (rustup, stable).
+# Idempotent: does nothing when the packages are already there.
+set -euo pipefail
+
+packages=(
+  build-essential pkg-config clang libclang-dev
+  libopencv-dev
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libavdevice-dev libavfilter-dev libswresample-dev
+  ffmpeg
+  mesa-vulkan-drivers libvulkan1
+  zstd
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust stable (https://rustup.rs)" >&2; exit 1; }
+echo "setup: ok"

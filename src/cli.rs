@@ -1,0 +1,142 @@
+//! Command-line arguments, turned into validated configurations before any work
+//! starts, so a wrong flag fails in milliseconds rather than after model loading.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use mimic::device::DeviceChoice;
+
+/// Per-frame facial-expression analysis of video with a MIMIC-trained ViT.
+#[derive(Debug, Parser)]
+#[command(name = "mimic", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Find every face in videos, streams, webcams or stills and write what each
+    /// face expresses, frame by frame, to CSV or JSON Lines.
+    Analyze(AnalyzeArgs),
+    /// Measure throughput: end to end on a clip (per stage, frames/s, peak
+    /// memory) and the expression model alone (faces/s per batch size).
+    Bench(BenchArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Csv,
+    Jsonl,
+}
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Video files, folders (searched recursively for videos and images),
+    /// still images or stream URLs (rtsp://, http://, ...).
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+
+    /// Read a webcam: an index (0) or a device path (/dev/video0).
+    #[arg(long, value_name = "N|PATH")]
+    pub webcam: Option<String>,
+
+    /// Where to write the rows; `-` is standard output.
+    #[arg(short, long, value_name = "FILE", default_value = "mimic.csv")]
+    pub output: String,
+
+    /// Output format (default: from the output's extension, else csv).
+    #[arg(long, value_enum)]
+    pub format: Option<OutputFormat>,
+
+    /// Expression model folder (default: the shipped model in models/).
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+
+    /// MTCNN weights folder (default: models/mtcnn).
+    #[arg(long, value_name = "DIR")]
+    pub detector: Option<PathBuf>,
+
+    /// Where the networks run. `auto` takes a hardware GPU when one exists.
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+
+    /// Also write the video with boxes, labels and probabilities drawn.
+    #[arg(long, value_name = "FILE")]
+    pub annotate: Option<PathBuf>,
+
+    /// Show a live window with the analysis drawn (q or Esc stops).
+    #[arg(long)]
+    pub preview: bool,
+
+    /// The inputs are images that are already face crops (as in FER datasets):
+    /// no detection or alignment, each image is one face.
+    #[arg(long)]
+    pub crops: bool,
+
+    /// Live mode: when analysis falls behind, the newest frame wins and the
+    /// dropped frames get a `skipped` row. On by default for webcams and URLs.
+    #[arg(long)]
+    pub live: bool,
+
+    /// Smallest face to find, in pixels.
+    #[arg(long, value_name = "PX", default_value_t = 20.0)]
+    pub min_face: f32,
+
+    /// MTCNN score thresholds of P-Net, R-Net and O-Net.
+    #[arg(long, value_name = "P,R,O", value_delimiter = ',', num_args = 3, default_values_t = [0.6, 0.7, 0.7])]
+    pub thresholds: Vec<f32>,
+
+    /// Scale factor between image-pyramid levels.
+    #[arg(long, default_value_t = 0.709)]
+    pub pyramid_factor: f32,
+
+    /// Faces per expression-model batch.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub batch: usize,
+
+    /// No face tracking: no track_id and no smoothed columns.
+    #[arg(long)]
+    pub no_track: bool,
+
+    /// Half-life of the per-face probability smoothing, in milliseconds of
+    /// video time (0: no smoothing). The raw probabilities are always kept.
+    #[arg(long, value_name = "MS", default_value_t = 250.0)]
+    pub smooth_half_life_ms: f64,
+
+    /// Continue with the next input when one fails (the failure is still
+    /// reported and the exit code is non-zero).
+    #[arg(long)]
+    pub keep_going: bool,
+
+    /// No progress bar or summary on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Video to analyse end to end.
+    #[arg(value_name = "VIDEO")]
+    pub video: Option<PathBuf>,
+
+    /// Loop the video until this many frames were analysed (0: play it once).
+    #[arg(long, default_value_t = 0)]
+    pub frames: u64,
+
+    /// Expression model folder (default: the shipped model in models/).
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+
+    /// MTCNN weights folder (default: models/mtcnn).
+    #[arg(long, value_name = "DIR")]
+    pub detector: Option<PathBuf>,
+
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+
+    /// Batch sizes for the expression-model-only measurement.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8, 32])]
+    pub vit_batches: Vec<usize>,
+}

@@ -1,0 +1,23 @@
+//! mimic: per-frame facial-expression analysis of video.
+//!
+//! The analyzer is a pipeline of stages (decode → detect → align → infer →
+//! sinks), each on its own thread, joined by bounded channels. The expression
+//! model is a plain vision Transformer ([`vit`]) trained by the `mimic-train`
+//! crate with MIMIC (masked-image pre-training + mix-supervised contrastive
+//! fine-tuning).
+
+pub mod frame;
+pub mod geometry;
+pub mod align;
+pub mod decode;
+#[cfg(feature = "gpu-wip")]
+pub mod device;
+#[cfg(feature = "gpu-wip")]
+pub mod gpu;
+pub mod model;
+pub mod mtcnn;
+pub mod pipeline;
+pub mod record;
+pub mod sink;
+pub mod track;
+pub mod vit;

@@ -1,0 +1,118 @@
+//! MTCNN face detector (Zhang et al. 2016): P-Net over an image pyramid, R-Net, O-Net,
+//! written with burn, reproducing facenet-pytorch 2.6.0's `detect_face` step for step.
+//!
+//! - [`nets`]: the three networks as burn modules, loaded from `models/mtcnn/*.safetensors`
+//!   (converted from facenet-pytorch's weights by `scripts/convert_mtcnn.py`);
+//! - [`boxes`]: the fixed box maths (pyramid, candidate boxes, NMS, regression, squaring,
+//!   crop rectangles), pure functions;
+//! - [`resample`]: the area resize (torch `interpolate(mode="area")`) and normalisation;
+//! - [`detector`]: [`FaceDetector`], the three stages put together.
+//!
+//! Output follows facenet's convention: box `x1, y1, x2, y2` in frame pixels (floats),
+//! score = O-Net face probability, 5 landmarks, largest box first.
+
+pub mod boxes;
+pub mod detector;
+pub mod nets;
+pub mod resample;
+mod weights;
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub use detector::FaceDetector;
+
+/// Detector settings; the defaults are facenet-pytorch's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MtcnnConfig {
+    /// Smallest face side searched for, in frame pixels (sets the pyramid's first scale).
+    /// `f64` like facenet's Python arithmetic, so the pyramid sizes match exactly.
+    pub min_face_size: f64,
+    /// Score thresholds of P-Net (`>=`), R-Net and O-Net (`>`).
+    pub thresholds: [f32; 3],
+    /// Ratio between successive pyramid scales, in (0, 1); `f64` as `min_face_size`.
+    pub factor: f64,
+}
+
+impl Default for MtcnnConfig {
+    fn default() -> Self {
+        Self {
+            min_face_size: 20.0,
+            thresholds: [0.6, 0.7, 0.7],
+            factor: 0.709,
+        }
+    }
+}
+
+impl MtcnnConfig {
+    /// Checks the ranges; called by [`FaceDetector::load`].
+    pub fn validate(&self) -> Result<(), MtcnnError> {
+        let bad = |what: String| Err(MtcnnError::InvalidConfig(what));
+        if !(self.min_face_size >= 1.0 && self.min_face_size.is_finite()) {
+            return bad(format!("min_face_size {} must be >= 1", self.min_face_size));
+        }
+        if !(self.factor > 0.0 && self.factor < 1.0) {
+            return bad(format!("factor {} must be in (0, 1)", self.factor));
+        }
+        if let Some(t) = self.thresholds.iter().find(|t| !(0.0..=1.0).contains(*t)) {
+            return bad(format!("threshold {t} must be in [0, 1]"));
+        }
+        Ok(())
+    }
+}
+
+/// Why the detector could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum MtcnnError {
+    #[error("cannot read MTCNN weights {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("MTCNN weights {} are not a valid safetensors file: {source}", path.display())]
+    Format {
+        path: PathBuf,
+        source: safetensors::SafeTensorError,
+    },
+    #[error("MTCNN weights {}: tensor `{name}` is missing", path.display())]
+    MissingTensor { path: PathBuf, name: String },
+    #[error("MTCNN weights {}: tensor `{name}` is {found}, expected {expected}", path.display())]
+    BadTensor {
+        path: PathBuf,
+        name: String,
+        found: String,
+        expected: String,
+    },
+    #[error("invalid MTCNN configuration: {0}")]
+    InvalidConfig(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_defaults_are_facenets_and_round_trip_through_json() {
+        let c = MtcnnConfig::default();
+        assert_eq!((c.min_face_size, c.thresholds, c.factor), (20.0, [0.6, 0.7, 0.7], 0.709));
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<MtcnnConfig>(&json).unwrap(), c);
+        let partial: MtcnnConfig = serde_json::from_str(r#"{"min_face_size": 40}"#).unwrap();
+        assert_eq!(partial.min_face_size, 40.0);
+        assert_eq!(partial.factor, 0.709);
+    }
+
+    #[test]
+    fn config_out_of_range_is_rejected() {
+        for bad in [
+            MtcnnConfig { factor: 1.0, ..Default::default() },
+            MtcnnConfig { min_face_size: 0.0, ..Default::default() },
+            MtcnnConfig { thresholds: [0.6, 1.5, 0.7], ..Default::default() },
+        ] {
+            assert!(matches!(bad.validate(), Err(MtcnnError::InvalidConfig(_))), "{bad:?}");
+        }
+        assert!(MtcnnConfig::default().validate().is_ok());
+    }
+}

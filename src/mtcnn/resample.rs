@@ -1,0 +1,182 @@
+//! MTCNN's image resampling: torch's `interpolate(mode="area")` (adaptive average
+//! pooling) from 8-bit RGB to the nets' normalised float input.
+//!
+//! Output cell `i` of a side resized from `n_in` to `n_out` averages input indices
+//! `floor(i * n_in / n_out) .. ceil((i + 1) * n_in / n_out)` (end exclusive); windows may
+//! overlap by one pixel, and when upsampling they hold one or two pixels. facenet applies
+//! this both to the whole frame (the P-Net pyramid) and to each box crop (R-Net 24x24,
+//! O-Net 48x48).
+//!
+//! The window sums are sums of 8-bit integers, so we take them from an integral image in
+//! exact integer arithmetic, then divide like torch's CPU kernel does, `(sum / kh) / kw`
+//! in `f32`. The result is bit-identical to torch's, which the golden test checks.
+
+use super::boxes::CropRect;
+use crate::frame::RgbImage;
+
+/// The normalisation facenet applies to the resized pixels: `(v - 127.5) * 0.0078125`.
+pub fn normalise(v: f32) -> f32 {
+    (v - 127.5) * 0.0078125
+}
+
+/// Input window `[start, end)` of output index `i` when resizing `n_in` to `n_out`.
+pub fn area_window(i: usize, n_in: usize, n_out: usize) -> (usize, usize) {
+    let start = i * n_in / n_out;
+    let end = ((i + 1) * n_in).div_ceil(n_out);
+    (start, end)
+}
+
+/// Per-channel summed-area table of an RGB image: `sum(y, x)[c]` is the sum of channel
+/// `c` over rows `0..y`, columns `0..x`. Stored `[(h + 1), (w + 1), 3]`, wrapping `u32`
+/// (differences of wrapped sums are exact while a window's sum fits in 32 bits, that is
+/// for any window of fewer than 16.8 million pixels).
+pub struct IntegralImage {
+    width: usize,
+    height: usize,
+    sums: Vec<u32>,
+}
+
+impl IntegralImage {
+    pub fn new(image: &RgbImage) -> Self {
+        let (width, height) = (image.width() as usize, image.height() as usize);
+        let stride = (width + 1) * 3;
+        let mut sums = vec![0u32; (height + 1) * stride];
+        let pixels = image.as_raw();
+        for y in 0..height {
+            let row = &pixels[y * width * 3..(y + 1) * width * 3];
+            let (above, below) = sums.split_at_mut((y + 1) * stride);
+            let above = &above[y * stride..];
+            let below = &mut below[..stride];
+            let mut run = [0u32; 3];
+            for x in 0..width {
+                for c in 0..3 {
+                    run[c] = run[c].wrapping_add(u32::from(row[x * 3 + c]));
+                    let i = (x + 1) * 3 + c;
+                    below[i] = above[i].wrapping_add(run[c]);
+                }
+            }
+        }
+        Self {
+            width,
+            height,
+            sums,
+        }
+    }
+
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    pub fn height(&self) -> usize {
+        self.height
+    }
+
+    /// Channel sums over rows `y0..y1`, columns `x0..x1`.
+    fn window_sum(&self, y0: usize, y1: usize, x0: usize, x1: usize) -> [u32; 3] {
+        let stride = (self.width + 1) * 3;
+        let at = |y: usize, x: usize| y * stride + x * 3;
+        let (a, b, c, d) = (at(y0, x0), at(y0, x1), at(y1, x0), at(y1, x1));
+        std::array::from_fn(|ch| {
+            self.sums[d + ch]
+                .wrapping_sub(self.sums[b + ch])
+                .wrapping_sub(self.sums[c + ch])
+                .wrapping_add(self.sums[a + ch])
+        })
+    }
+
+    /// Area-resizes the pixels of `rect` to `out_h x out_w`, normalises them and writes
+    /// them channel-major into `out: [3, out_h, out_w]`.
+    pub fn resize_area_normalised(
+        &self,
+        rect: CropRect,
+        out_h: usize,
+        out_w: usize,
+        out: &mut [f32],
+    ) {
+        assert!(rect.x1 <= self.width && rect.y1 <= self.height && rect.x0 < rect.x1);
+        assert!(rect.y0 < rect.y1);
+        assert_eq!(out.len(), 3 * out_h * out_w, "out must be [3, out_h, out_w]");
+        let (in_h, in_w) = (rect.height(), rect.width());
+        let cols: Vec<(usize, usize)> = (0..out_w).map(|j| area_window(j, in_w, out_w)).collect();
+        let plane = out_h * out_w;
+        for i in 0..out_h {
+            let (r0, r1) = area_window(i, in_h, out_h);
+            let kh = (r1 - r0) as f32;
+            for (j, &(c0, c1)) in cols.iter().enumerate() {
+                let kw = (c1 - c0) as f32;
+                let s = self.window_sum(
+                    rect.y0 + r0,
+                    rect.y0 + r1,
+                    rect.x0 + c0,
+                    rect.x0 + c1,
+                );
+                for (c, &sum) in s.iter().enumerate() {
+                    // Exact while the sum is below 2^24 (windows under 65,793 pixels).
+                    out[c * plane + i * out_w + j] = normalise(sum as f32 / kh / kw);
+                }
+            }
+        }
+    }
+
+    /// The whole frame as a crop rectangle.
+    pub fn full_rect(&self) -> CropRect {
+        CropRect {
+            x0: 0,
+            y0: 0,
+            x1: self.width,
+            y1: self.height,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn area_windows_cover_the_input_and_overlap_when_not_divisible() {
+        assert_eq!(area_window(0, 4, 2), (0, 2));
+        assert_eq!(area_window(1, 4, 2), (2, 4));
+        // 5 -> 3: [0, 2), [1, 4), [3, 5)
+        assert_eq!(
+            (0..3).map(|i| area_window(i, 5, 3)).collect::<Vec<_>>(),
+            vec![(0, 2), (1, 4), (3, 5)]
+        );
+        // upsampling 2 -> 3: [0, 1), [0, 2), [1, 2)
+        assert_eq!(
+            (0..3).map(|i| area_window(i, 2, 3)).collect::<Vec<_>>(),
+            vec![(0, 1), (0, 2), (1, 2)]
+        );
+    }
+
+    #[test]
+    fn area_resize_averages_windows_of_a_crop() {
+        // 4x3 image, red = 10*x + y, green = 100, blue = x.
+        let image = RgbImage::from_fn(4, 3, |x, y| image::Rgb([(10 * x + y) as u8, 100, x as u8]));
+        let integral = IntegralImage::new(&image);
+        let rect = CropRect { x0: 1, y0: 0, x1: 4, y1: 3 }; // 3x3 crop
+        let mut out = vec![0.0; 3 * 2 * 2];
+        integral.resize_area_normalised(rect, 2, 2, &mut out);
+        // 3 -> 2 windows: [0, 2), [1, 3). Output (0, 0) averages crop rows 0..2, cols 0..2,
+        // i.e. image x in 1..3, y in 0..2: red (10+0 + 20+0 + 10+1 + 20+1) / 4 = 15.5.
+        let red = |i: usize, j: usize| out[i * 2 + j];
+        assert_eq!(red(0, 0), normalise(15.5));
+        // (1, 1): x in 2..4, y in 1..3: (21 + 31 + 22 + 32) / 4 = 26.5
+        assert_eq!(red(1, 1), normalise(26.5));
+        assert!(out[4..8].iter().all(|&g| g == normalise(100.0)));
+        assert_eq!(out[8], normalise(1.5));
+    }
+
+    #[test]
+    fn identity_resize_of_the_full_frame_only_normalises() {
+        let image = RgbImage::from_fn(5, 4, |x, y| image::Rgb([(x * 50) as u8, (y * 60) as u8, 255]));
+        let integral = IntegralImage::new(&image);
+        let mut out = vec![0.0; 3 * 4 * 5];
+        integral.resize_area_normalised(integral.full_rect(), 4, 5, &mut out);
+        for (x, y, p) in image.enumerate_pixels() {
+            for c in 0..3 {
+                assert_eq!(out[c * 20 + y as usize * 5 + x as usize], normalise(f32::from(p[c])));
+            }
+        }
+    }
+}

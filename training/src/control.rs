@@ -1,0 +1,114 @@
+//! What the training loops share besides the model: batch prefetching, the
+//! stop / checkpoint decisions, the progress bar.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Produces `make(i)` for every `i` of `range` on a background thread,
+/// `depth` batches ahead of the consumer, so that decoding and augmentation
+/// overlap the training step. Dropping the receiver stops the thread.
+pub fn prefetch<T: Send + 'static>(
+    range: Range<usize>,
+    depth: usize,
+    make: impl Fn(usize) -> T + Send + 'static,
+) -> Receiver<T> {
+    let (tx, rx) = sync_channel(depth);
+    std::thread::Builder::new()
+        .name("batches".into())
+        .spawn(move || {
+            for i in range {
+                if tx.send(make(i)).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("spawn the batch thread");
+    rx
+}
+
+/// When a training session stops early and when it writes a checkpoint.
+#[derive(Clone, Debug)]
+pub struct LoopControl {
+    /// Set by Ctrl-C (or a test): stop after the current step.
+    pub stop: Arc<AtomicBool>,
+    /// Stop after this many optimizer steps in this session (a checkpoint is
+    /// written), as if interrupted.
+    pub max_steps: Option<usize>,
+    /// Write a checkpoint at least this often inside an epoch.
+    pub checkpoint_every: Duration,
+    steps: usize,
+    last_checkpoint: Instant,
+}
+
+impl LoopControl {
+    pub fn new(stop: Arc<AtomicBool>, max_steps: Option<usize>, checkpoint_every: Duration) -> Self {
+        Self {
+            stop,
+            max_steps,
+            checkpoint_every,
+            steps: 0,
+            last_checkpoint: Instant::now(),
+        }
+    }
+
+    /// Counts one step; true when the session should stop now.
+    pub fn step_and_check_stop(&mut self) -> bool {
+        self.steps += 1;
+        self.stop.load(Ordering::SeqCst) || self.max_steps.is_some_and(|m| self.steps >= m)
+    }
+
+    /// True when a periodic checkpoint is due (and resets the clock).
+    pub fn checkpoint_due(&mut self) -> bool {
+        if self.last_checkpoint.elapsed() >= self.checkpoint_every {
+            self.last_checkpoint = Instant::now();
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn checkpoint_written(&mut self) {
+        self.last_checkpoint = Instant::now();
+    }
+}
+
+/// How a training call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// All epochs done.
+    Finished,
+    /// Stopped early (Ctrl-C or `--max-steps`); a checkpoint was written and
+    /// running the same command resumes.
+    Stopped,
+}
+
+/// The per-epoch progress bar: `loss, lr, images/s, ETA`.
+pub fn epoch_bar(epoch: usize, epochs: usize, batches: usize, done: usize) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{bar:28}] {pos}/{len} {msg} | epoch ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+    bar.set_position(done as u64);
+    bar.reset_eta();
+    bar
+}
+
+/// `1h02m`-style duration for whole-run ETAs.
+pub fn format_duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}

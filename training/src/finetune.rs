@@ -1,0 +1,698 @@
+//! `mimic-train finetune`: MIMIC fine-tuning of the ViT on an expression
+//! dataset, from an MAE encoder or from scratch.
+//!
+//! Each batch of `B` images holds `B − M` clean augmented faces and `M =
+//! mix_fraction · B` images mixed (mixup / cutmix, `λ ~ Beta(α, α)`) from two
+//! faces of the batch, each with its class distribution. The loss is
+//! `CE(logits, smoothed targets) + w · L_mix-supcon(projections, targets)`
+//! ([`crate::mix_supcon`]), the projection head an MLP on the pooled feature.
+//! After every epoch the model is evaluated on the valid split (majority
+//! labels); the best epoch is kept as a model package in `<run>/best/`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::optim::GradientsParams;
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor, TensorData};
+use mimic::model::{ExpressionModel, IMAGENET_MEAN, IMAGENET_STD, ModelConfig, read_safetensors};
+use mimic::vit::{GlobalPool, Vit, xavier_linear};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::control::{LoopControl, Outcome, epoch_bar, format_duration, prefetch};
+use crate::data::{DatasetError, DatasetKind, LabelMode, LabeledSet, Split};
+use crate::device::{DeviceChoice, select};
+use crate::images::{
+    CropBox, ImageStore, Normalization, PixelAugment, random_erase, random_resized_crop, render,
+};
+use crate::metrics::{Confusion, argmax};
+use crate::mix::{MixMode, mix_pair};
+use crate::mix_supcon::{mix_supcon_loss, smooth_labels, soft_cross_entropy};
+use crate::optim::{AdamWOptions, LrGroups, adamw, clip_grad_norm, trainable_params, vit_layer_id};
+use crate::pretrain::{ENCODER_CONFIG, ENCODER_WEIGHTS, EncoderInfo, preset_shape};
+use crate::run::{RunDir, Throughput, TrainState, derive_seed, stream};
+use crate::schedule::{layer_decay_scales, warmup_cosine};
+
+/// Pooling choice on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolChoice {
+    /// Mean of the patch tokens + fc_norm (MAE fine-tuning).
+    Mean,
+    /// The class token.
+    Cls,
+}
+
+/// Options of `mimic-train finetune`.
+#[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
+pub struct FinetuneOptions {
+    /// Dataset root (for FER+: the folder holding FER2013Train/ …).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Dataset layout: ferplus, rafdb, affectnet, fer2013, imagefolder.
+    #[arg(long, default_value = "ferplus")]
+    pub dataset: String,
+    /// Training targets: majority (one-hot) or probability (vote distribution).
+    #[arg(long, default_value = "majority")]
+    pub label_mode: String,
+    /// Run folder; re-running the same command resumes the run in it.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// MAE pre-training run folder (or its encoder.safetensors) to start
+    /// from; from scratch when absent.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Preset when training from scratch (with --init the encoder's shape is used).
+    #[arg(long, default_value = "mini")]
+    pub preset: String,
+    /// Override the preset's input size (scratch only).
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Override the preset's token width.
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// Override the preset's number of blocks.
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Override the preset's attention heads.
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Override the preset's patch size.
+    #[arg(long)]
+    pub patch_size: Option<usize>,
+    #[arg(long, value_enum, default_value_t = PoolChoice::Mean)]
+    pub pool: PoolChoice,
+    #[arg(long, default_value_t = 50)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Base learning rate per 256 images (lr = blr · batch / 256).
+    #[arg(long, default_value_t = 1e-3)]
+    pub blr: f64,
+    /// Absolute peak learning rate (overrides --blr).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long, default_value_t = 1e-6)]
+    pub min_lr: f64,
+    #[arg(long, default_value_t = 5.0)]
+    pub warmup_epochs: f64,
+    #[arg(long, default_value_t = 0.05)]
+    pub weight_decay: f64,
+    /// Layer-wise learning-rate decay (1 = off).
+    #[arg(long, default_value_t = 0.75)]
+    pub layer_decay: f64,
+    /// Stochastic depth of the last block.
+    #[arg(long, default_value_t = 0.1)]
+    pub drop_path: f64,
+    /// Clip gradients to this global L2 norm (off when absent).
+    #[arg(long)]
+    pub clip_grad: Option<f64>,
+    /// Label smoothing ε of the cross-entropy targets.
+    #[arg(long, default_value_t = 0.1)]
+    pub label_smoothing: f32,
+    /// Random-erasing probability.
+    #[arg(long, default_value_t = 0.25)]
+    pub reprob: f32,
+    /// Brightness / contrast jitter strength (0 = off).
+    #[arg(long, default_value_t = 0.4)]
+    pub color_jitter: f32,
+    /// Smallest crop area share of the random resized crop.
+    #[arg(long, default_value_t = 0.8)]
+    pub crop_min_scale: f32,
+    /// No random horizontal flip.
+    #[arg(long)]
+    pub no_flip: bool,
+    /// Mixed images in each batch: none, mixup, cutmix or both.
+    #[arg(long, value_enum, default_value_t = MixMode::Both)]
+    pub mix: MixMode,
+    /// α of λ ~ Beta(α, α).
+    #[arg(long, default_value_t = 0.8)]
+    pub mix_alpha: f64,
+    /// Share of each batch that is mixed images.
+    #[arg(long, default_value_t = 0.5)]
+    pub mix_fraction: f64,
+    /// Weight w of the mix-supervised contrastive loss (0 = CE only).
+    #[arg(long, default_value_t = 0.1)]
+    pub supcon_weight: f64,
+    /// Temperature τ of the contrastive loss.
+    #[arg(long, default_value_t = 0.1)]
+    pub temperature: f64,
+    /// Output width of the projection head.
+    #[arg(long, default_value_t = 128)]
+    pub proj_dim: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Stop (with a checkpoint) after this many steps in this session.
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Minutes between checkpoints inside an epoch.
+    #[arg(long, default_value_t = 10.0)]
+    pub checkpoint_minutes: f64,
+    /// Batch size of the validation pass.
+    #[arg(long, default_value_t = 256)]
+    pub eval_batch: usize,
+}
+
+const MAY_CHANGE: [&str; 4] = ["device", "max_steps", "checkpoint_minutes", "eval_batch"];
+
+/// Folder of the best epoch's model package inside a fine-tuning run.
+pub const BEST_DIR: &str = "best";
+
+impl FinetuneOptions {
+    pub fn peak_lr(&self) -> f64 {
+        self.lr.unwrap_or(self.blr * self.batch_size as f64 / 256.0)
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.batch_size < 2 {
+            bail!("--batch-size must be at least 2");
+        }
+        if !(0.0..=1.0).contains(&self.mix_fraction) {
+            bail!("--mix-fraction {} must be in [0, 1]", self.mix_fraction);
+        }
+        if self.mix_alpha <= 0.0 || self.temperature <= 0.0 {
+            bail!("--mix-alpha and --temperature must be positive");
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            bail!("--label-smoothing must be in [0, 1)");
+        }
+        Ok(())
+    }
+
+    /// Mixed images per batch.
+    pub fn mixed_per_batch(&self) -> usize {
+        if self.mix == MixMode::None {
+            0
+        } else {
+            ((self.batch_size as f64 * self.mix_fraction).round() as usize).min(self.batch_size)
+        }
+    }
+}
+
+/// The network being fine-tuned: the ViT with its head, and the projection
+/// head of the contrastive loss (dropped at export).
+#[derive(Module, Debug)]
+pub struct Classifier {
+    pub vit: Vit,
+    pub proj: ProjectionHead,
+}
+
+/// SupCon's projection MLP: `dim → dim → proj_dim`, ReLU between.
+#[derive(Module, Debug)]
+pub struct ProjectionHead {
+    pub fc1: Linear,
+    pub fc2: Linear,
+}
+
+impl Classifier {
+    pub fn new(vit: Vit, proj_dim: usize, device: &Device) -> Self {
+        let d = vit.config().dim;
+        Self {
+            vit,
+            proj: ProjectionHead {
+                fc1: xavier_linear(d, d, device),
+                fc2: xavier_linear(d, proj_dim, device),
+            },
+        }
+    }
+
+    /// `images: [batch, 3, H, W]` → `(logits [batch, classes], pooled [batch, dim])`.
+    pub fn forward(&self, images: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        let pooled = self.vit.pool(self.vit.forward_features(images));
+        (self.vit.forward_head(pooled.clone()), pooled)
+    }
+
+    /// `pooled: [batch, dim]` → projections `[batch, proj_dim]` (not normalised).
+    pub fn project(&self, pooled: Tensor<2>) -> Tensor<2> {
+        self.proj.fc2.forward(relu(self.proj.fc1.forward(pooled)))
+    }
+}
+
+/// A labelled set ready for training: pixels and class distributions.
+pub struct PreparedSet {
+    pub classes: Vec<String>,
+    pub store: ImageStore,
+    pub targets: Vec<Vec<f32>>,
+}
+
+impl PreparedSet {
+    /// Stores the images at their own size when they all share one square
+    /// size, else resized to `input_size`.
+    pub fn new(set: &LabeledSet, input_size: usize) -> Self {
+        let first = set.samples.first().map(|s| (s.image.width(), s.image.height()));
+        let size = match first {
+            Some((w, h)) if w == h && set.samples.iter().all(|s| (s.image.width(), s.image.height()) == (w, h)) => w,
+            _ => input_size as u32,
+        };
+        Self {
+            classes: set.classes.clone(),
+            store: ImageStore::from_dynamic(set.samples.iter().map(|s| &s.image), size),
+            targets: set.samples.iter().map(|s| s.target.clone()).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// The images `ids` rendered whole at `size`, no augmentation.
+    pub fn render_plain(&self, ids: &[usize], size: usize, norm: &Normalization) -> Vec<f32> {
+        let mut out = vec![0.0; ids.len() * 3 * size * size];
+        for (k, chunk) in out.chunks_mut(3 * size * size).enumerate() {
+            let full = CropBox::full(self.store.width, self.store.height);
+            render(&self.store, ids[k], full, false, PixelAugment::NONE, norm, size, chunk);
+        }
+        out
+    }
+}
+
+/// Parses the dataset options.
+pub fn dataset_kind(name: &str) -> Result<DatasetKind> {
+    name.parse::<DatasetKind>().map_err(anyhow::Error::from)
+}
+
+pub fn label_mode(name: &str) -> Result<LabelMode> {
+    name.parse::<LabelMode>().map_err(anyhow::Error::from)
+}
+
+/// The ViT shape and the starting weights for a fine-tuning run.
+fn initial_model(opts: &FinetuneOptions, classes: usize, device: &Device) -> Result<(Vit, Option<String>)> {
+    let pool = match opts.pool {
+        PoolChoice::Mean => GlobalPool::Mean,
+        PoolChoice::Cls => GlobalPool::Cls,
+    };
+    let Some(init) = &opts.init else {
+        let vit = preset_shape(
+            &opts.preset,
+            [opts.image_size, opts.patch_size, opts.dim, opts.depth, opts.heads],
+        )?;
+        let cfg = vit
+            .with_num_classes(classes)
+            .with_global_pool(pool)
+            .with_drop_path(opts.drop_path);
+        cfg.validate()?;
+        return Ok((cfg.init(device), None));
+    };
+    let (weights, config) = if init.is_dir() {
+        (init.join(ENCODER_WEIGHTS), init.join(ENCODER_CONFIG))
+    } else {
+        (init.clone(), init.with_file_name(ENCODER_CONFIG))
+    };
+    let text = std::fs::read_to_string(&config)
+        .with_context(|| format!("cannot read the encoder config {}", config.display()))?;
+    let info: EncoderInfo = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an encoder config", config.display()))?;
+    let sd = read_safetensors(&weights)?;
+    let cfg = info
+        .vit
+        .clone()
+        .with_num_classes(classes)
+        .with_global_pool(pool)
+        .with_drop_path(opts.drop_path);
+    let vit = Vit::from_state_dict(&cfg, &sd, &["fc_norm", "head"], device)
+        .with_context(|| format!("cannot start from {}", weights.display()))?;
+    Ok((vit, Some(format!("{} ({} MAE epochs)", weights.display(), info.epochs))))
+}
+
+/// One rendered fine-tuning batch.
+struct Batch {
+    images: Vec<f32>,
+    /// Class distributions (contrastive weights).
+    targets: Vec<Vec<f32>>,
+    /// Smoothed distributions (cross-entropy).
+    ce_targets: Vec<f32>,
+}
+
+/// Runs (or resumes) fine-tuning; returns how it ended.
+pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome> {
+    opts.check()?;
+    let kind = dataset_kind(&opts.dataset)?;
+    let mode = label_mode(&opts.label_mode)?;
+    let run = RunDir::new(&opts.out);
+    run.open(opts, &MAY_CHANGE)?;
+    let (device, description) = select(opts.device)?;
+    eprintln!("device: {description}");
+
+    eprintln!("loading {} from {} …", opts.dataset, opts.data.display());
+    let train_set = crate::data::load(kind, &opts.data, Split::Train, mode)?;
+    let (train_set, valid_set) = match crate::data::load(kind, &opts.data, Split::Valid, LabelMode::Majority) {
+        Ok(valid) => (train_set, valid),
+        Err(DatasetError::SplitNotAvailable { .. }) => {
+            eprintln!("{} has no valid split: holding out 10 % of train for validation", opts.dataset);
+            hold_out(train_set, 0.1, opts.seed)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if train_set.classes != valid_set.classes {
+        bail!("train and valid splits have different classes");
+    }
+    let classes = train_set.classes.clone();
+
+    let ad = device.autodiff();
+    ad.seed(derive_seed(opts.seed, stream::INIT, 0));
+    let (vit, init_note) = initial_model(opts, classes.len(), &ad)?;
+    let vit_cfg = vit.config();
+    let size = vit_cfg.image_size;
+    let train = Arc::new(PreparedSet::new(&train_set, size));
+    let valid = PreparedSet::new(&valid_set, size);
+    drop((train_set, valid_set));
+    let n = train.len();
+    let steps_per_epoch = n / opts.batch_size;
+    if steps_per_epoch == 0 {
+        bail!("{n} training images are fewer than one batch of {}", opts.batch_size);
+    }
+    let model = Classifier::new(vit, opts.proj_dim, &ad);
+    let params = trainable_params(&model);
+    let optim = adamw(
+        &params,
+        &AdamWOptions {
+            weight_decay: opts.weight_decay,
+            beta1: 0.9,
+            beta2: 0.999,
+        },
+    );
+    let lr_groups = LrGroups::layer_wise(
+        &params,
+        &layer_decay_scales(vit_cfg.depth, opts.layer_decay),
+        |p| vit_layer_id(p, vit_cfg.depth),
+    );
+    let (mut model, mut optim, mut state) = match run.load_checkpoint(model, optim)? {
+        Some((m, o, s)) => {
+            eprintln!(
+                "resuming {} at epoch {} batch {} (step {})",
+                opts.out.display(),
+                s.epoch + 1,
+                s.batch,
+                s.step
+            );
+            (m, o, s)
+        }
+        None => {
+            eprintln!(
+                "fine-tuning {} ({:.2} M params, {} px, {:.3} GMACs/image) from {}; {n} train / {} valid images, {} classes",
+                opts.preset,
+                vit_cfg.num_params() as f64 / 1e6,
+                size,
+                vit_cfg.macs() as f64 / 1e9,
+                init_note.as_deref().unwrap_or("scratch"),
+                valid.len(),
+                classes.len()
+            );
+            (model, optim, TrainState::default())
+        }
+    };
+
+    let norm = Normalization {
+        mean: IMAGENET_MEAN,
+        std: IMAGENET_STD,
+    };
+    let total_steps = opts.epochs * steps_per_epoch;
+    let warmup = (opts.warmup_epochs * steps_per_epoch as f64).round() as usize;
+    let bs = opts.batch_size;
+    let mut control = LoopControl::new(
+        stop,
+        opts.max_steps,
+        Duration::from_secs_f64(opts.checkpoint_minutes * 60.0),
+    );
+
+    while state.epoch < opts.epochs {
+        let epoch = state.epoch;
+        let mut order: Vec<usize> = (0..n).collect();
+        rand::seq::SliceRandom::shuffle(
+            order.as_mut_slice(),
+            &mut StdRng::seed_from_u64(derive_seed(opts.seed, stream::SHUFFLE, epoch as u64)),
+        );
+        let batches = {
+            let train = train.clone();
+            let opts = opts.clone();
+            prefetch(state.batch..steps_per_epoch, 2, move |b| {
+                let mut rng = StdRng::seed_from_u64(derive_seed(
+                    opts.seed,
+                    stream::BATCH,
+                    (epoch * steps_per_epoch + b) as u64,
+                ));
+                make_batch(&train, &order[b * bs..(b + 1) * bs], &opts, size, &norm, &mut rng)
+            })
+        };
+        let bar = epoch_bar(epoch, opts.epochs, steps_per_epoch, state.batch);
+        let mut speed = Throughput::start();
+        let (mut ce_sum, mut sc_sum, mut count) = (0.0f64, 0.0f64, 0usize);
+        let mut last_lr = 0.0;
+        let mut stopped = false;
+        for batch in batches {
+            let lr = warmup_cosine(state.step, total_steps, warmup, opts.peak_lr(), opts.min_lr);
+            last_lr = lr;
+            ad.seed(derive_seed(opts.seed, stream::DEVICE, state.step as u64));
+            let x = Tensor::<4>::from_data(TensorData::new(batch.images, [bs, 3, size, size]), &ad);
+            let y = Tensor::<2>::from_data(TensorData::new(batch.ce_targets, [bs, classes.len()]), &ad);
+            let (logits, pooled) = model.forward(x);
+            let ce = soft_cross_entropy(logits, y);
+            let ce_value = ce.clone().into_scalar::<f32>() as f64;
+            let loss = if opts.supcon_weight > 0.0 {
+                let sc = mix_supcon_loss(model.project(pooled), &batch.targets, opts.temperature);
+                sc_sum += sc.clone().into_scalar::<f32>() as f64;
+                ce + sc.mul_scalar(opts.supcon_weight)
+            } else {
+                ce
+            };
+            if !ce_value.is_finite() {
+                bail!("loss became {ce_value} at step {} (epoch {}); lower --lr", state.step, epoch + 1);
+            }
+            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+            if let Some(c) = opts.clip_grad {
+                grads = clip_grad_norm(&model, grads, c);
+            }
+            model = optim.step(lr_groups.at(lr), model, grads);
+            state.step += 1;
+            state.batch += 1;
+            ce_sum += ce_value;
+            count += 1;
+            speed.add(bs);
+            let remaining = (total_steps - state.step) as f64 * bs as f64 / speed.images_per_second().max(1e-9);
+            bar.set_message(format!(
+                "ce {:.4} supcon {:.4} lr {:.2e} {:.0} img/s | run ETA {}",
+                ce_sum / count as f64,
+                sc_sum / count as f64,
+                lr,
+                speed.images_per_second(),
+                format_duration(remaining)
+            ));
+            bar.inc(1);
+            if control.step_and_check_stop() {
+                stopped = true;
+                break;
+            }
+            if control.checkpoint_due() {
+                state.seconds += speed.seconds();
+                speed = Throughput::start();
+                run.save_checkpoint(&model, &optim, &state)?;
+            }
+        }
+        state.seconds += speed.seconds();
+        bar.finish_and_clear();
+        if stopped {
+            run.save_checkpoint(&model, &optim, &state)?;
+            eprintln!(
+                "stopped at epoch {} batch {} (step {}); checkpoint in {} — run the same command to resume",
+                epoch + 1,
+                state.batch,
+                state.step,
+                run.checkpoint().display()
+            );
+            return Ok(Outcome::Stopped);
+        }
+        let train_speed = speed.images_per_second();
+        let confusion = evaluate(&model.vit.valid(), &valid, &norm, opts.eval_batch, &device);
+        let acc = confusion.accuracy();
+        let improved = state.best_metric.is_none_or(|b| acc > b);
+        eprintln!(
+            "epoch {}/{}: ce {:.4}, supcon {:.4}, lr {last_lr:.2e}, {train_speed:.1} img/s, valid accuracy {:.2} %{}",
+            epoch + 1,
+            opts.epochs,
+            ce_sum / count.max(1) as f64,
+            sc_sum / count.max(1) as f64,
+            acc * 100.0,
+            if improved { " (best)" } else { "" }
+        );
+        state.metrics.push(BTreeMap::from([
+            ("epoch".to_string(), (epoch + 1) as f64),
+            ("train_ce".to_string(), ce_sum / count.max(1) as f64),
+            ("train_supcon".to_string(), sc_sum / count.max(1) as f64),
+            ("lr".to_string(), last_lr),
+            ("images_per_s".to_string(), train_speed),
+            ("valid_accuracy".to_string(), acc),
+            ("valid_mean_class_accuracy".to_string(), confusion.mean_class_accuracy()),
+            ("epoch_seconds".to_string(), speed.seconds()),
+            ("total_seconds".to_string(), state.seconds),
+        ]));
+        state.epoch += 1;
+        state.batch = 0;
+        if improved {
+            state.best_metric = Some(acc);
+            state.best_epoch = Some(epoch + 1);
+            save_best(&run, &model, &classes, opts, &state, &confusion, &device)?;
+        }
+        run.save_checkpoint(&model, &optim, &state)?;
+        control.checkpoint_written();
+    }
+    Ok(Outcome::Finished)
+}
+
+/// Renders one batch: clean augmented faces, then the mixed ones.
+fn make_batch(
+    train: &PreparedSet,
+    ids: &[usize],
+    opts: &FinetuneOptions,
+    size: usize,
+    norm: &Normalization,
+    rng: &mut StdRng,
+) -> Batch {
+    let bs = ids.len();
+    let per = 3 * size * size;
+    let mut clean = vec![0.0f32; bs * per];
+    let mut targets: Vec<Vec<f32>> = ids.iter().map(|&i| train.targets[i].clone()).collect();
+    for (k, out) in clean.chunks_mut(per).enumerate() {
+        let crop = random_resized_crop(
+            train.store.width,
+            train.store.height,
+            (opts.crop_min_scale, 1.0),
+            (3.0 / 4.0, 4.0 / 3.0),
+            rng,
+        );
+        let flip = !opts.no_flip && rng.random_bool(0.5);
+        let jitter = PixelAugment::random(opts.color_jitter, rng);
+        render(&train.store, ids[k], crop, flip, jitter, norm, size, out);
+    }
+    let mut images = clean.clone();
+    let mixed = opts.mixed_per_batch();
+    for k in bs - mixed..bs {
+        let mut j = rng.random_range(0..bs - 1);
+        if j >= k {
+            j += 1;
+        }
+        let (img, y) = mix_pair(
+            opts.mix,
+            opts.mix_alpha,
+            &clean[k * per..(k + 1) * per],
+            &train.targets[ids[k]],
+            &clean[j * per..(j + 1) * per],
+            &train.targets[ids[j]],
+            size,
+            rng,
+        );
+        images[k * per..(k + 1) * per].copy_from_slice(&img);
+        targets[k] = y;
+    }
+    let grey = train.store.channels == 1;
+    for img in images.chunks_mut(per) {
+        random_erase(img, size, opts.reprob, grey, rng);
+    }
+    let ce_targets = targets
+        .iter()
+        .flat_map(|t| smooth_labels(t, opts.label_smoothing))
+        .collect();
+    Batch {
+        images,
+        targets,
+        ce_targets,
+    }
+}
+
+/// Majority-label confusion of `vit` (non-autodiff) on `set`.
+pub fn evaluate(vit: &Vit, set: &PreparedSet, norm: &Normalization, batch: usize, device: &Device) -> Confusion {
+    let size = vit.config().image_size;
+    let mut confusion = Confusion::new(set.classes.clone());
+    let ids: Vec<usize> = (0..set.len()).collect();
+    for chunk in ids.chunks(batch.max(1)) {
+        let x = Tensor::<4>::from_data(
+            TensorData::new(set.render_plain(chunk, size, norm), [chunk.len(), 3, size, size]),
+            device,
+        );
+        let logits = vit.forward(x).into_data().into_vec::<f32>().expect("f32 logits");
+        for (k, row) in logits.chunks(set.classes.len()).enumerate() {
+            confusion.add(argmax(&set.targets[chunk[k]]), argmax(row));
+        }
+    }
+    confusion
+}
+
+/// Moves a seeded random `share` of `set` into a second set.
+fn hold_out(mut set: LabeledSet, share: f64, seed: u64) -> (LabeledSet, LabeledSet) {
+    let mut rng = StdRng::seed_from_u64(derive_seed(seed, stream::SHUFFLE, u64::MAX));
+    rand::seq::SliceRandom::shuffle(set.samples.as_mut_slice(), &mut rng);
+    let k = ((set.samples.len() as f64) * share).round().max(1.0) as usize;
+    let held = set.samples.split_off(set.samples.len() - k);
+    let valid = LabeledSet {
+        classes: set.classes.clone(),
+        samples: held,
+    };
+    (set, valid)
+}
+
+/// The model package of a fine-tuned network (f32 weights) with provenance.
+pub fn package_config(vit: &Vit, classes: &[String], name: &str, provenance: HashMap<String, String>) -> ModelConfig {
+    let mut cfg = ModelConfig::new(name, vit.config().with_drop_path(0.0), classes.to_vec());
+    cfg.weights_dtype = "f32".into();
+    cfg.provenance = provenance;
+    cfg
+}
+
+/// Writes `<run>/best/` (config.json, model.safetensors, MODEL_CARD.md) for
+/// the epoch that just improved the valid accuracy.
+fn save_best(
+    run: &RunDir,
+    model: &Classifier,
+    classes: &[String],
+    opts: &FinetuneOptions,
+    state: &TrainState,
+    confusion: &Confusion,
+    device: &Device,
+) -> Result<()> {
+    let vit = model.vit.valid();
+    let vit = strip_drop_path(vit);
+    let provenance = HashMap::from([
+        ("trainer".to_string(), "mimic-train finetune".to_string()),
+        ("options".to_string(), serde_json::to_string(opts)?),
+        ("epoch".to_string(), state.best_epoch.unwrap_or(0).to_string()),
+        ("valid_accuracy".to_string(), format!("{:.6}", confusion.accuracy())),
+        ("train_seconds".to_string(), format!("{:.0}", state.seconds)),
+    ]);
+    let cfg = package_config(&vit, classes, "best", provenance);
+    let card = format!(
+        "# Best epoch of {}\n\nEpoch {}, valid accuracy {:.2} % (majority labels).\n\n```\n{}```\n",
+        run.root.display(),
+        state.best_epoch.unwrap_or(0),
+        confusion.accuracy() * 100.0,
+        confusion.report()
+    );
+    ExpressionModel::from_parts(vit, cfg, device).save(&run.root.join(BEST_DIR), &card)?;
+    Ok(())
+}
+
+/// The same network with stochastic depth off (an exported model's config
+/// should not carry the training-only rate).
+fn strip_drop_path(mut vit: Vit) -> Vit {
+    for b in vit.blocks.iter_mut() {
+        b.drop_path = 0.0;
+    }
+    vit
+}
+
+/// The best model package of a fine-tuning run folder.
+pub fn best_package(run: &Path) -> PathBuf {
+    run.join(BEST_DIR)
+}

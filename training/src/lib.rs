@@ -1,0 +1,31 @@
+//! mimic-train: MIMIC pre-training and mix-supervised contrastive fine-tuning of
+//! the expression ViT, and the dataset readers they train on.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`data`] | dataset readers (FER+, RAF-DB, AffectNet, FER2013, ImageFolder, unlabelled images) |
+//! | [`images`] | images in memory, crop / flip / jitter / erase, rendering to network input |
+//! | [`mae`] | masked-autoencoder model, masking, per-patch normalised loss |
+//! | [`mix`] | mixup / cutmix and mixed class distributions |
+//! | [`mix_supcon`] | soft cross-entropy and the mix-supervised contrastive loss |
+//! | [`schedule`], [`optim`] | warm-up + cosine, layer-wise decay, AdamW groups, gradient clipping |
+//! | [`run`], [`control`] | run folder, resumable checkpoints, prefetching, progress |
+//! | [`pretrain`], [`finetune`], [`eval`], [`export`], [`bench`] | the subcommands |
+
+pub mod bench;
+pub mod control;
+pub mod data;
+pub mod device;
+pub mod eval;
+pub mod export;
+pub mod finetune;
+pub mod images;
+pub mod mae;
+pub mod metrics;
+pub mod mix;
+pub mod mix_supcon;
+pub mod optim;
+pub mod plot;
+pub mod pretrain;
+pub mod run;
+pub mod schedule;

@@ -1,0 +1,66 @@
+//! `mimic-train`: pre-train (MAE), fine-tune (MIMIC), evaluate, export and
+//! benchmark the expression ViT. See the README section "Training".
+//!
+//! Exit codes: 0 done (or stopped by `--max-steps`, checkpoint written),
+//! 1 error, 130 interrupted by Ctrl-C (checkpoint written; the same command
+//! resumes).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::{Parser, Subcommand};
+use mimic_train::control::Outcome;
+use mimic_train::{bench, eval, export, finetune, pretrain};
+
+#[derive(Parser)]
+#[command(name = "mimic-train", version, about = "MIMIC training of the mimic expression ViT")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Masked-autoencoder pre-training on a folder of general images.
+    Pretrain(pretrain::PretrainOptions),
+    /// MIMIC fine-tuning (CE + mix-supervised contrastive) on an expression dataset.
+    Finetune(finetune::FinetuneOptions),
+    /// Accuracy, per-class accuracy and confusion matrix of a model on a split.
+    Eval(eval::EvalOptions),
+    /// Write a fine-tuned model as a package under models/.
+    Export(export::ExportOptions),
+    /// Training and inference throughput of presets on synthetic inputs.
+    Bench(bench::BenchOptions),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second Ctrl-C while the checkpoint is being written kills the
+        // process the usual way: the previous checkpoint stays complete.
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupt: finishing this step and writing a checkpoint …");
+        });
+    }
+    let result = match &cli.command {
+        Command::Pretrain(o) => pretrain::pretrain(o, stop.clone()).map(Some),
+        Command::Finetune(o) => finetune::finetune(o, stop.clone()).map(Some),
+        Command::Eval(o) => eval::eval(o).map(|_| None),
+        Command::Export(o) => export::export(o).map(|_| None),
+        Command::Bench(o) => bench::bench(o).map(|_| None),
+    };
+    match result {
+        Ok(Some(Outcome::Stopped)) if stop.load(Ordering::SeqCst) => ExitCode::from(130),
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

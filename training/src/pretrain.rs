@@ -1,0 +1,476 @@
+//! `mimic-train pretrain`: MAE pre-training of the ViT on general images.
+//!
+//! Each epoch visits every image once in a seeded random order, as a random
+//! resized crop (scale 0.2–1, MAE's setting) with a random horizontal flip,
+//! normalised with the ImageNet mean/std; 75 % of the patches are masked. The
+//! run folder gets, besides the checkpoint and `metrics.csv`:
+//! - `encoder.safetensors` + `encoder.json`: the encoder after the last
+//!   finished epoch (timm names), what `finetune --init` reads;
+//! - `samples/epoch_NNN.png`: originals / masked inputs / reconstructions
+//!   (visible patches pasted back) of 8 fixed images.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData};
+use mimic::model::{IMAGENET_MEAN, IMAGENET_STD, write_atomically, write_safetensors};
+use mimic::vit::{VitConfig, unpatchify};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use crate::control::{LoopControl, Outcome, epoch_bar, format_duration, prefetch};
+use crate::device::{DeviceChoice, select};
+use crate::images::{ImageStore, Normalization, PixelAugment, random_resized_crop, render};
+use crate::mae::{Mae, MaeConfig, MaskPlan, random_masking};
+use crate::optim::{AdamWOptions, adamw, clip_grad_norm, trainable_params};
+use crate::plot::tile_grid;
+use crate::run::{RunDir, Throughput, TrainState, derive_seed, stream};
+use crate::schedule::warmup_cosine;
+
+/// Options of `mimic-train pretrain`.
+#[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
+pub struct PretrainOptions {
+    /// Folder of general images (ImageFolder or flat; searched recursively).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Run folder (checkpoints, metrics, samples, encoder); re-running the
+    /// same command resumes the run in it.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Encoder preset (tiny, small, mini, micro, mini64).
+    #[arg(long, default_value = "mini")]
+    pub preset: String,
+    /// Override the preset's input size (pixels).
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Override the preset's token width.
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// Override the preset's number of blocks.
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Override the preset's attention heads.
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Override the preset's patch size.
+    #[arg(long)]
+    pub patch_size: Option<usize>,
+    /// Use at most this many images (evenly spread over the folder tree).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    #[arg(long, default_value_t = 128)]
+    pub decoder_dim: usize,
+    #[arg(long, default_value_t = 2)]
+    pub decoder_depth: usize,
+    #[arg(long, default_value_t = 4)]
+    pub decoder_heads: usize,
+    /// Share of patches masked.
+    #[arg(long, default_value_t = 0.75)]
+    pub mask_ratio: f64,
+    /// Reconstruct raw (normalised-image) pixels instead of per-patch
+    /// normalised ones.
+    #[arg(long)]
+    pub no_norm_pix_loss: bool,
+    #[arg(long, default_value_t = 100)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Base learning rate per 256 images (MAE: lr = blr · batch / 256).
+    #[arg(long, default_value_t = 1.5e-4)]
+    pub blr: f64,
+    /// Absolute peak learning rate (overrides --blr).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long, default_value_t = 0.0)]
+    pub min_lr: f64,
+    #[arg(long, default_value_t = 5.0)]
+    pub warmup_epochs: f64,
+    #[arg(long, default_value_t = 0.05)]
+    pub weight_decay: f64,
+    /// Clip gradients to this global L2 norm (off when absent).
+    #[arg(long)]
+    pub clip_grad: Option<f64>,
+    /// Smallest crop area share of the random resized crop.
+    #[arg(long, default_value_t = 0.2)]
+    pub crop_min_scale: f32,
+    /// No random horizontal flip.
+    #[arg(long)]
+    pub no_flip: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Stop (with a checkpoint) after this many steps in this session.
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Minutes between checkpoints inside an epoch.
+    #[arg(long, default_value_t = 10.0)]
+    pub checkpoint_minutes: f64,
+}
+
+/// Options that may change when a run is resumed.
+const MAY_CHANGE: [&str; 3] = ["device", "max_steps", "checkpoint_minutes"];
+
+impl PretrainOptions {
+    pub fn mae_config(&self) -> Result<MaeConfig> {
+        let vit = preset_shape(
+            &self.preset,
+            [self.image_size, self.patch_size, self.dim, self.depth, self.heads],
+        )?;
+        if !(0.0..1.0).contains(&self.mask_ratio) {
+            bail!("--mask-ratio {} must be in [0, 1)", self.mask_ratio);
+        }
+        Ok(MaeConfig::new(vit)
+            .with_decoder_dim(self.decoder_dim)
+            .with_decoder_depth(self.decoder_depth)
+            .with_decoder_heads(self.decoder_heads)
+            .with_mask_ratio(self.mask_ratio)
+            .with_norm_pix_loss(!self.no_norm_pix_loss))
+    }
+
+    pub fn peak_lr(&self) -> f64 {
+        self.lr.unwrap_or(self.blr * self.batch_size as f64 / 256.0)
+    }
+}
+
+/// A preset with optional overrides `[image_size, patch_size, dim, depth,
+/// heads]`, validated.
+pub fn preset_shape(preset: &str, overrides: [Option<usize>; 5]) -> Result<VitConfig> {
+    let mut vit = VitConfig::preset(preset)
+        .with_context(|| format!("unknown preset {preset:?}; one of {:?}", VitConfig::PRESETS))?;
+    let [image_size, patch_size, dim, depth, heads] = overrides;
+    vit.image_size = image_size.unwrap_or(vit.image_size);
+    vit.patch_size = patch_size.unwrap_or(vit.patch_size);
+    vit.dim = dim.unwrap_or(vit.dim);
+    vit.depth = depth.unwrap_or(vit.depth);
+    vit.heads = heads.unwrap_or(vit.heads);
+    vit.validate()?;
+    Ok(vit)
+}
+
+const NORM: Normalization = Normalization {
+    mean: IMAGENET_MEAN,
+    std: IMAGENET_STD,
+};
+
+/// Images shown in the per-epoch sample grid.
+const SAMPLE_IMAGES: usize = 8;
+
+/// One rendered training batch.
+struct Batch {
+    images: Vec<f32>,
+    plan: MaskPlan,
+}
+
+/// Runs (or resumes) MAE pre-training.
+pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome> {
+    let cfg = opts.mae_config()?;
+    if opts.batch_size == 0 {
+        bail!("--batch-size must be positive");
+    }
+    let run = RunDir::new(&opts.out);
+    run.open(opts, &MAY_CHANGE)?;
+    let (device, description) = select(opts.device)?;
+    eprintln!("device: {description}");
+
+    eprintln!("loading images under {} …", opts.data.display());
+    let images = crate::data::load_unlabeled_images(&opts.data, opts.limit)
+        .with_context(|| format!("cannot load pre-training images from {}", opts.data.display()))?;
+    let store = Arc::new(ImageStore::from_rgb(&images));
+    drop(images);
+    let n = store.len();
+    let steps_per_epoch = n / opts.batch_size;
+    if steps_per_epoch == 0 {
+        bail!("{} images are fewer than one batch of {}", n, opts.batch_size);
+    }
+    eprintln!(
+        "{n} images of {}x{}, {steps_per_epoch} steps of {} per epoch",
+        store.width, store.height, opts.batch_size
+    );
+
+    let ad = device.autodiff();
+    ad.seed(derive_seed(opts.seed, stream::INIT, 0));
+    let mae = cfg.init(&ad);
+    let params = trainable_params(&mae);
+    let optim = adamw(
+        &params,
+        &AdamWOptions {
+            weight_decay: opts.weight_decay,
+            beta1: 0.9,
+            beta2: 0.95,
+        },
+    );
+    let (mut mae, mut optim, mut state) = match run.load_checkpoint(mae, optim)? {
+        Some((m, o, s)) => {
+            eprintln!(
+                "resuming {} at epoch {} batch {} (step {})",
+                opts.out.display(),
+                s.epoch + 1,
+                s.batch,
+                s.step
+            );
+            (m, o, s)
+        }
+        None => {
+            let enc = cfg.encoder_config();
+            eprintln!(
+                "MAE: encoder {} ({:.2} M params, {:.3} GMACs/image full), decoder {}x{}, mask {:.0} %",
+                opts.preset,
+                enc.num_params() as f64 / 1e6,
+                enc.macs() as f64 / 1e9,
+                cfg.decoder_depth,
+                cfg.decoder_dim,
+                cfg.mask_ratio * 100.0
+            );
+            let (m, o) = (mae, optim);
+            (m, o, TrainState::default())
+        }
+    };
+
+    let total_steps = opts.epochs * steps_per_epoch;
+    let warmup = (opts.warmup_epochs * steps_per_epoch as f64).round() as usize;
+    let size = cfg.encoder.image_size;
+    let visible = cfg.visible_patches();
+    let patches = cfg.encoder.num_patches();
+    let sample_ids: Vec<usize> = (0..SAMPLE_IMAGES.min(n)).map(|i| i * n / SAMPLE_IMAGES.min(n)).collect();
+    let mut control = LoopControl::new(
+        stop,
+        opts.max_steps,
+        Duration::from_secs_f64(opts.checkpoint_minutes * 60.0),
+    );
+
+    while state.epoch < opts.epochs {
+        let epoch = state.epoch;
+        let mut order: Vec<usize> = (0..n).collect();
+        rand::seq::SliceRandom::shuffle(
+            order.as_mut_slice(),
+            &mut StdRng::seed_from_u64(derive_seed(opts.seed, stream::SHUFFLE, epoch as u64)),
+        );
+        let batches = {
+            let store = store.clone();
+            let opts = opts.clone();
+            let bs = opts.batch_size;
+            prefetch(state.batch..steps_per_epoch, 2, move |b| {
+                let mut rng = StdRng::seed_from_u64(derive_seed(
+                    opts.seed,
+                    stream::BATCH,
+                    (epoch * steps_per_epoch + b) as u64,
+                ));
+                let mut images = vec![0.0f32; bs * 3 * size * size];
+                for (k, out) in images.chunks_mut(3 * size * size).enumerate() {
+                    let idx = order[b * bs + k];
+                    let crop = random_resized_crop(
+                        store.width,
+                        store.height,
+                        (opts.crop_min_scale, 1.0),
+                        (3.0 / 4.0, 4.0 / 3.0),
+                        &mut rng,
+                    );
+                    let flip = !opts.no_flip && rand::Rng::random_bool(&mut rng, 0.5);
+                    render(&store, idx, crop, flip, PixelAugment::NONE, &NORM, size, out);
+                }
+                let plan = random_masking(bs, patches, visible, &mut rng);
+                Batch { images, plan }
+            })
+        };
+        let bar = epoch_bar(epoch, opts.epochs, steps_per_epoch, state.batch);
+        let mut speed = Throughput::start();
+        let mut loss_sum = 0.0f64;
+        let mut loss_count = 0usize;
+        let mut last_lr = 0.0;
+        let mut stopped = false;
+        for batch in batches {
+            let lr = warmup_cosine(state.step, total_steps, warmup, opts.peak_lr(), opts.min_lr);
+            last_lr = lr;
+            ad.seed(derive_seed(opts.seed, stream::DEVICE, state.step as u64));
+            let x = Tensor::<4>::from_data(
+                TensorData::new(batch.images, [opts.batch_size, 3, size, size]),
+                &ad,
+            );
+            let (loss, _) = mae.forward(x, &batch.plan);
+            let loss_value = loss.clone().into_scalar::<f32>() as f64;
+            if !loss_value.is_finite() {
+                bail!("loss became {loss_value} at step {} (epoch {}); lower --lr", state.step, epoch + 1);
+            }
+            let mut grads = GradientsParams::from_grads(loss.backward(), &mae);
+            if let Some(c) = opts.clip_grad {
+                grads = clip_grad_norm(&mae, grads, c);
+            }
+            mae = optim.step(lr, mae, grads);
+            state.step += 1;
+            state.batch += 1;
+            loss_sum += loss_value;
+            loss_count += 1;
+            speed.add(opts.batch_size);
+            let remaining = (total_steps - state.step) as f64 * opts.batch_size as f64
+                / speed.images_per_second().max(1e-9);
+            bar.set_message(format!(
+                "loss {:.4} lr {:.2e} {:.0} img/s | run ETA {}",
+                loss_sum / loss_count as f64,
+                lr,
+                speed.images_per_second(),
+                format_duration(remaining)
+            ));
+            bar.inc(1);
+            if control.step_and_check_stop() {
+                stopped = true;
+                break;
+            }
+            if control.checkpoint_due() {
+                state.seconds += speed.seconds();
+                speed = Throughput::start();
+                run.save_checkpoint(&mae, &optim, &state)?;
+            }
+        }
+        state.seconds += speed.seconds();
+        bar.finish_and_clear();
+        if stopped {
+            run.save_checkpoint(&mae, &optim, &state)?;
+            control.checkpoint_written();
+            eprintln!(
+                "stopped at epoch {} batch {} (step {}); checkpoint in {} — run the same command to resume",
+                epoch + 1,
+                state.batch,
+                state.step,
+                run.checkpoint().display()
+            );
+            return Ok(Outcome::Stopped);
+        }
+        let mean_loss = loss_sum / loss_count.max(1) as f64;
+        eprintln!(
+            "epoch {}/{}: loss {mean_loss:.4}, lr {last_lr:.2e}, {:.1} img/s",
+            epoch + 1,
+            opts.epochs,
+            speed.images_per_second()
+        );
+        save_samples(&run, &mae, &store, &sample_ids, &cfg, opts.seed, epoch)?;
+        save_encoder(&run.root, &mae, &cfg, epoch + 1)?;
+        state.metrics.push(BTreeMap::from([
+            ("epoch".to_string(), (epoch + 1) as f64),
+            ("train_loss".to_string(), mean_loss),
+            ("lr".to_string(), last_lr),
+            ("images_per_s".to_string(), speed.images_per_second()),
+            ("epoch_seconds".to_string(), speed.seconds()),
+            ("total_seconds".to_string(), state.seconds),
+        ]));
+        state.epoch += 1;
+        state.batch = 0;
+        run.save_checkpoint(&mae, &optim, &state)?;
+        control.checkpoint_written();
+    }
+    Ok(Outcome::Finished)
+}
+
+/// File names of the exported encoder inside a pre-training run folder.
+pub const ENCODER_WEIGHTS: &str = "encoder.safetensors";
+pub const ENCODER_CONFIG: &str = "encoder.json";
+
+/// What `encoder.json` holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EncoderInfo {
+    pub vit: VitConfig,
+    /// Finished pre-training epochs.
+    pub epochs: usize,
+}
+
+/// Writes the encoder weights (timm names, f32) and its config.
+fn save_encoder(dir: &Path, mae: &Mae, cfg: &MaeConfig, epochs: usize) -> Result<()> {
+    write_safetensors(&dir.join(ENCODER_WEIGHTS), &mae.encoder.state_dict(), false, None)?;
+    let info = EncoderInfo {
+        vit: cfg.encoder_config(),
+        epochs,
+    };
+    write_atomically(
+        &dir.join(ENCODER_CONFIG),
+        serde_json::to_string_pretty(&info)?.as_bytes(),
+    )?;
+    Ok(())
+}
+
+/// Mean reconstruction loss of `mae` over `images` with a fixed masking seed
+/// (no gradient): what the tests use to see that training lowers it.
+pub fn evaluate_reconstruction(mae: &Mae, images: &[f32], batch: usize, cfg: &MaeConfig, seed: u64, device: &Device) -> f32 {
+    let size = cfg.encoder.image_size;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let plan = random_masking(batch, cfg.encoder.num_patches(), cfg.visible_patches(), &mut rng);
+    let x = Tensor::<4>::from_data(TensorData::new(images.to_vec(), [batch, 3, size, size]), device);
+    let (loss, _) = mae.valid().forward(x, &plan);
+    loss.into_scalar::<f32>()
+}
+
+/// Draws `samples/epoch_NNN.png`: per image, original / masked / reconstruction.
+fn save_samples(
+    run: &RunDir,
+    mae: &Mae,
+    store: &ImageStore,
+    ids: &[usize],
+    cfg: &MaeConfig,
+    seed: u64,
+    epoch: usize,
+) -> Result<()> {
+    let size = cfg.encoder.image_size;
+    let p = cfg.encoder.patch_size;
+    let device = mae.encoder.cls_token.val().device().inner();
+    let model = mae.valid();
+    let b = ids.len();
+    let mut images = vec![0.0f32; b * 3 * size * size];
+    for (k, out) in images.chunks_mut(3 * size * size).enumerate() {
+        let full = crate::images::CropBox::full(store.width, store.height);
+        render(store, ids[k], full, false, PixelAugment::NONE, &NORM, size, out);
+    }
+    let mut rng = StdRng::seed_from_u64(derive_seed(seed, stream::SAMPLES, 0));
+    let plan = random_masking(b, cfg.encoder.num_patches(), cfg.visible_patches(), &mut rng);
+    let x = Tensor::<4>::from_data(TensorData::new(images, [b, 3, size, size]), &device);
+    let (_, pred) = model.forward(x.clone(), &plan);
+    let target = model.encoder.patchify(x.clone());
+    // Undo the per-patch normalisation with the true patch statistics (as
+    // MAE's visualisation does) so the prediction is in image units.
+    let pred = if cfg.norm_pix_loss {
+        let [_, _, v] = target.dims();
+        let mean = target.clone().mean_dim(2);
+        let var = (target.clone() - mean.clone()).square().sum_dim(2).div_scalar((v - 1) as f64);
+        pred * (var + 1e-6).sqrt() + mean
+    } else {
+        pred
+    };
+    let mask = Tensor::<3>::from_data(TensorData::new(plan.mask.clone(), [b, plan.patches, 1]), &device);
+    let masked_input = target.clone() * (mask.clone().neg() + 1.0) + mask.clone() * grey_value(&NORM);
+    let pasted = target.clone() * (mask.clone().neg() + 1.0) + pred.clone() * mask;
+    let to_images = |t: Tensor<3>| -> Vec<image::RgbImage> {
+        let img = unpatchify(t, p, 3);
+        let data = img.into_data().into_vec::<f32>().expect("f32");
+        data.chunks(3 * size * size).map(|c| denormalize(c, size)).collect()
+    };
+    let rows = vec![to_images(target), to_images(masked_input), to_images(pasted)];
+    let grid = tile_grid(&rows, 2, 2);
+    let dir = run.root.join("samples");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("epoch_{:03}.png", epoch + 1));
+    grid.save(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// The normalised value of mid-grey (0.5) — what masked patches are shown as.
+/// One value for all channels is close enough for a picture.
+fn grey_value(norm: &Normalization) -> f32 {
+    (0.5 - norm.mean[1]) / norm.std[1]
+}
+
+/// Normalised `[3, size, size]` → 8-bit RGB.
+fn denormalize(chw: &[f32], size: usize) -> image::RgbImage {
+    let plane = size * size;
+    image::RgbImage::from_fn(size as u32, size as u32, |x, y| {
+        let i = y as usize * size + x as usize;
+        image::Rgb(std::array::from_fn(|c| {
+            ((chw[c * plane + i] * NORM.std[c] + NORM.mean[c]).clamp(0.0, 1.0) * 255.0).round() as u8
+        }))
+    })
+}

@@ -1,0 +1,308 @@
+//! End-to-end tests of the training commands on the committed fixtures
+//! (`tests/fixtures/datasets/`: 11 general images, a 400 + 200 face FER+ cut).
+//! Networks are tiny so each test stays well under 30 s on 2 cores.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use clap::Parser;
+use mimic::model::{ExpressionModel, read_safetensors};
+use mimic_train::control::Outcome;
+use mimic_train::data::{LabelMode, Split, load_ferplus};
+use mimic_train::eval::{EvalOptions, eval, evaluate_package};
+use mimic_train::export::{ExportOptions, export};
+use mimic_train::finetune::{BEST_DIR, FinetuneOptions, finetune};
+use mimic_train::images::{CropBox, ImageStore, Normalization, PixelAugment, render};
+use mimic_train::pretrain::{PretrainOptions, evaluate_reconstruction, pretrain};
+use mimic_train::run::{RunDir, TrainState};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/datasets")
+}
+
+#[derive(Parser)]
+struct Pre {
+    #[command(flatten)]
+    o: PretrainOptions,
+}
+
+#[derive(Parser)]
+struct Fine {
+    #[command(flatten)]
+    o: FinetuneOptions,
+}
+
+fn no_stop() -> Arc<AtomicBool> {
+    Arc::new(AtomicBool::new(false))
+}
+
+/// A 32 px, 8 px-patch, 2-block, 32-wide MAE on the 11 fixture images.
+fn tiny_pretrain(out: &Path, extra: &[&str]) -> PretrainOptions {
+    let data = fixtures().join("unlabeled");
+    let mut args = vec![
+        "pretrain",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--preset",
+        "micro",
+        "--image-size",
+        "32",
+        "--dim",
+        "32",
+        "--depth",
+        "2",
+        "--heads",
+        "2",
+        "--decoder-dim",
+        "32",
+        "--decoder-depth",
+        "1",
+        "--decoder-heads",
+        "2",
+        "--batch-size",
+        "4",
+        "--lr",
+        "2e-3",
+        "--warmup-epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--seed",
+        "3",
+    ];
+    args.extend_from_slice(extra);
+    Pre::parse_from(args).o
+}
+
+/// A 48 px, 8 px-patch, 64-wide, 3-block ViT on the FER+ cut.
+fn tiny_finetune(out: &Path, extra: &[&str]) -> FinetuneOptions {
+    let data = fixtures().join("ferplus-cut");
+    let mut args = vec![
+        "finetune",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--preset",
+        "micro",
+        "--dim",
+        "64",
+        "--depth",
+        "3",
+        "--heads",
+        "4",
+        "--batch-size",
+        "32",
+        "--lr",
+        "1e-3",
+        "--warmup-epochs",
+        "1",
+        "--layer-decay",
+        "0.9",
+        "--drop-path",
+        "0.05",
+        "--device",
+        "cpu",
+        "--seed",
+        "5",
+    ];
+    args.extend_from_slice(extra);
+    Fine::parse_from(args).o
+}
+
+fn state(run: &Path) -> TrainState {
+    let dir = RunDir::new(run).find_checkpoint().expect("a checkpoint");
+    serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn tiny_mae_run_lowers_reconstruction_loss_on_real_images() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = tiny_pretrain(tmp.path(), &["--epochs", "40"]);
+    let cfg = opts.mae_config().unwrap();
+    // The 11 fixture images, whole, as the network sees them.
+    let images = mimic_train::data::load_unlabeled_images(&opts.data, None).unwrap();
+    let store = ImageStore::from_rgb(&images);
+    let norm = Normalization {
+        mean: mimic::model::IMAGENET_MEAN,
+        std: mimic::model::IMAGENET_STD,
+    };
+    let size = 32;
+    let mut x = vec![0.0; store.len() * 3 * size * size];
+    for (i, chunk) in x.chunks_mut(3 * size * size).enumerate() {
+        render(&store, i, CropBox::full(store.width, store.height), false, PixelAugment::NONE, &norm, size, chunk);
+    }
+    let device = Device::flex();
+    device.seed(mimic_train::run::derive_seed(3, mimic_train::run::stream::INIT, 0));
+    let before = cfg.init(&device);
+    let loss_before = evaluate_reconstruction(&before, &x, store.len(), &cfg, 99, &device);
+
+    assert_eq!(pretrain(&opts, no_stop()).unwrap(), Outcome::Finished);
+    let after = cfg
+        .init(&device)
+        .try_load_file(tmp.path().join("checkpoint/model.bpk"))
+        .unwrap();
+    let loss_after = evaluate_reconstruction(&after, &x, store.len(), &cfg, 99, &device);
+    assert!(
+        loss_after < 0.85 * loss_before,
+        "reconstruction loss {loss_before} → {loss_after}"
+    );
+    // What a person and the fine-tuning stage use.
+    assert!(tmp.path().join("samples/epoch_040.png").exists());
+    assert!(tmp.path().join("encoder.safetensors").exists());
+    let metrics = std::fs::read_to_string(tmp.path().join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 41, "header + one row per epoch");
+}
+
+#[test]
+fn tiny_finetune_beats_chance_on_held_out_faces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = tiny_finetune(tmp.path(), &["--epochs", "12"]);
+    assert_eq!(finetune(&opts, no_stop()).unwrap(), Outcome::Finished);
+    let model = ExpressionModel::load(&tmp.path().join(BEST_DIR), &Device::flex()).unwrap();
+    let valid = load_ferplus(&opts.data, Split::Valid, LabelMode::Majority).unwrap();
+    let confusion = evaluate_package(&model, &valid, 64).unwrap();
+    // 8 classes, the largest 17 % of the held-out faces: chance is 12.5 %.
+    // 22 % of 200 is 4 standard deviations above it.
+    assert!(
+        confusion.accuracy() >= 0.22,
+        "held-out accuracy {:.3}\n{}",
+        confusion.accuracy(),
+        confusion.report()
+    );
+    let best = state(tmp.path()).best_metric.unwrap();
+    assert!((best - confusion.accuracy()).abs() < 1e-9, "best/ is the epoch the run chose");
+}
+
+#[test]
+fn finetune_resumed_after_an_interruption_ends_as_an_uninterrupted_run() {
+    let straight = tempfile::tempdir().unwrap();
+    let resumed = tempfile::tempdir().unwrap();
+    let epochs = ["--epochs", "2", "--supcon-weight", "0.2"];
+    assert_eq!(finetune(&tiny_finetune(straight.path(), &epochs), no_stop()).unwrap(), Outcome::Finished);
+
+    // Interrupted mid-epoch 1 (12 steps per epoch), then the same command again.
+    let mut first = epochs.to_vec();
+    first.extend(["--max-steps", "5"]);
+    assert_eq!(finetune(&tiny_finetune(resumed.path(), &first), no_stop()).unwrap(), Outcome::Stopped);
+    let s = state(resumed.path());
+    assert_eq!((s.epoch, s.batch, s.step), (0, 5, 5));
+    assert_eq!(finetune(&tiny_finetune(resumed.path(), &epochs), no_stop()).unwrap(), Outcome::Finished);
+
+    let (a, b) = (state(straight.path()), state(resumed.path()));
+    assert_eq!((a.epoch, a.step), (b.epoch, b.step));
+    assert_eq!(a.metrics.len(), b.metrics.len());
+    for (ra, rb) in a.metrics.iter().zip(&b.metrics) {
+        for key in ["train_ce", "valid_accuracy"] {
+            assert!((ra[key] - rb[key]).abs() < 1e-5, "{key}: {} vs {}", ra[key], rb[key]);
+        }
+    }
+    let wa = read_safetensors(&straight.path().join("best/model.safetensors")).unwrap();
+    let wb = read_safetensors(&resumed.path().join("best/model.safetensors")).unwrap();
+    for (name, (_, va)) in &wa.tensors {
+        let vb = &wb.tensors[name].1;
+        let diff = va.iter().zip(vb).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-4, "{name} differs by {diff}");
+    }
+}
+
+#[test]
+fn pretrain_resumes_from_its_checkpoint_and_refuses_other_options() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stopped = tiny_pretrain(tmp.path(), &["--epochs", "2", "--max-steps", "1"]);
+    assert_eq!(pretrain(&stopped, no_stop()).unwrap(), Outcome::Stopped);
+    assert_eq!(state(tmp.path()).step, 1);
+    let other = tiny_pretrain(tmp.path(), &["--epochs", "2", "--mask-ratio", "0.5"]);
+    let err = pretrain(&other, no_stop()).unwrap_err();
+    assert!(format!("{err:#}").contains("mask_ratio"), "{err:#}");
+    let again = tiny_pretrain(tmp.path(), &["--epochs", "2"]);
+    assert_eq!(pretrain(&again, no_stop()).unwrap(), Outcome::Finished);
+    let s = state(tmp.path());
+    assert_eq!((s.epoch, s.step), (2, 4), "11 images, batch 4: 2 steps per epoch");
+}
+
+#[test]
+fn export_then_load_in_the_analyzer_gives_the_same_probabilities() {
+    let run = tempfile::tempdir().unwrap();
+    let pre = tempfile::tempdir().unwrap();
+    // Start from a (tiny) MAE encoder so export records both stages' recipes.
+    let p = tiny_pretrain(pre.path(), &["--epochs", "1", "--image-size", "48", "--dim", "64", "--heads", "4", "--depth", "3"]);
+    pretrain(&p, no_stop()).unwrap();
+    let init = pre.path().to_str().unwrap().to_string();
+    let opts = tiny_finetune(run.path(), &["--epochs", "1", "--init", &init]);
+    finetune(&opts, no_stop()).unwrap();
+
+    let models = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let best = ExpressionModel::load(&run.path().join(BEST_DIR), &device).unwrap();
+    let valid = load_ferplus(&opts.data, Split::Valid, LabelMode::Majority).unwrap();
+    let crops: Vec<image::RgbImage> = valid.samples[..16].iter().map(|s| s.image.to_rgb8()).collect();
+    let reference = best.predict_probs(&crops);
+    for (dtype, tolerance) in [("f32", 1e-6f32), ("f16", 2e-2)] {
+        let out = export(&ExportOptions {
+            run: run.path().to_path_buf(),
+            name: format!("test-{dtype}"),
+            models_dir: models.path().to_path_buf(),
+            dtype: dtype.into(),
+            data: None,
+            dataset: "ferplus".into(),
+            test: false,
+            batch_size: 64,
+        })
+        .unwrap();
+        let loaded = ExpressionModel::load(&out, &device).unwrap();
+        assert_eq!(loaded.classes(), best.classes());
+        assert_eq!(loaded.config().weights_dtype, dtype);
+        for (a, b) in reference.iter().zip(loaded.predict_probs(&crops)) {
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() <= tolerance, "{dtype}: {a:?} vs {b:?}");
+            }
+        }
+        let card = std::fs::read_to_string(out.join("MODEL_CARD.md")).unwrap();
+        assert!(card.contains("mimic-train pretrain") && card.contains("mimic-train finetune"), "{card}");
+    }
+}
+
+#[test]
+fn eval_writes_accuracy_confusion_csv_and_png() {
+    let run = tempfile::tempdir().unwrap();
+    let opts = tiny_finetune(run.path(), &["--epochs", "1"]);
+    finetune(&opts, no_stop()).unwrap();
+    let out = run.path().join("eval");
+    let summary = eval(&EvalOptions {
+        model: run.path().to_path_buf(),
+        data: opts.data.clone(),
+        dataset: "ferplus".into(),
+        split: "valid".into(),
+        out: Some(out.clone()),
+        batch_size: 64,
+        device: mimic_train::device::DeviceChoice::Cpu,
+    })
+    .unwrap();
+    assert_eq!(summary.images, 200);
+    assert!((summary.accuracy - state(run.path()).best_metric.unwrap()).abs() < 1e-9);
+    for f in ["confusion.csv", "per_class.csv", "confusion.png", "summary.json"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let csv = std::fs::read_to_string(out.join("confusion.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 9, "header + 8 classes");
+}
+
+#[test]
+fn command_line_errors_name_the_missing_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_mimic-train"))
+        .args(["finetune", "--data", "/nonexistent/ferplus", "--device", "cpu", "--out"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("/nonexistent/ferplus"), "{stderr}");
+}
