@@ -3,10 +3,14 @@
 // every frame, or every R-Net/O-Net box crop.
 //
 // Bindings (group 0):
-//   0  frames: array<f32>  read        [frames, 3, height, width], whole numbers 0..=255
-//   1  jobs:   array<u32>  read        header, then 8 words per job (below)
-//   2  out:    array<f32>  read_write  the jobs back to back, job j as [3, out_h, out_w]
-//                                      starting at element 3 * pixel_start(j)
+//   0  frames: array<f32>  read_write (in) [frames, 3, height, width], whole numbers 0..=255
+//   1  jobs:   array<u32>  read_write (in) header, then 8 words per job (below)
+//   2  out:    array<f32>  read_write (out) the jobs back to back, job j as [3, out_h, out_w]
+//                                        starting at element 3 * pixel_start(j)
+//
+// Every binding is declared read_write, inputs too: burn's runtime sub-allocates tensors
+// and uploads from shared wgpu buffers, and wgpu forbids binding one buffer both
+// read-only and read-write in a dispatch.
 //
 // jobs header: 0 job count, 1 frame height, 2 frame width, 3 total output pixels
 //   (the sum of out_h * out_w). Job j at word 4 + 8 j:
@@ -22,8 +26,8 @@
 // One invocation per output pixel (all 3 channels), found by binary search over
 // pixel_start; 2-D dispatch of 256-wide workgroups.
 
-@group(0) @binding(0) var<storage, read> frames: array<f32>;
-@group(0) @binding(1) var<storage, read> jobs: array<u32>;
+@group(0) @binding(0) var<storage, read_write> frames: array<f32>;
+@group(0) @binding(1) var<storage, read_write> jobs: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 const WORKGROUP: u32 = 256u;

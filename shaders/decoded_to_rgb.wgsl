@@ -2,9 +2,13 @@
 // planar float RGB, exactly as FFmpeg's swscale turns 4:2:0 into RGB24 on our decode path.
 //
 // Bindings (group 0):
-//   0  src:    array<u32>  read        the picture's bytes, 4 per word, little-endian
-//   1  params: array<u32>  read        see below
-//   2  dst:    array<f32>  read_write  [3, height, width], whole numbers in 0..=255
+//   0  src:    array<u32>  read_write (in) the picture's bytes, 4 per word, little-endian
+//   1  params: array<u32>  read_write (in) see below
+//   2  dst:    array<f32>  read_write (out) [3, height, width], whole numbers in 0..=255
+//
+// Every binding is declared read_write, inputs too: burn's runtime sub-allocates tensors
+// and uploads from shared wgpu buffers, and wgpu forbids binding one buffer both
+// read-only and read-write in a dispatch.
 //
 // params (u32 words; the coefficients are i32 bit patterns):
 //   0 layout: 0 = yuv420p, 1 = nv12, 2 = rgb24
@@ -24,8 +28,8 @@
 // frames of more than 65535 * 256 pixels fit. The host checks every plane fits `src`
 // (the runtime compiles without bounds checks).
 
-@group(0) @binding(0) var<storage, read> src: array<u32>;
-@group(0) @binding(1) var<storage, read> params: array<u32>;
+@group(0) @binding(0) var<storage, read_write> src: array<u32>;
+@group(0) @binding(1) var<storage, read_write> params: array<u32>;
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
 const WORKGROUP: u32 = 256u;

@@ -3,9 +3,13 @@
 // input tensor.
 //
 // Bindings (group 0):
-//   0  frames: array<f32>  read        [frames, 3, height, width], whole numbers 0..=255
-//   1  crops:  array<u32>  read        header, then 6 words per crop (below)
-//   2  out:    array<f32>  read_write  [crops, 3, size, size]
+//   0  frames: array<f32>  read_write (in) [frames, 3, height, width], whole numbers 0..=255
+//   1  crops:  array<u32>  read_write (in) header, then 6 words per crop (below)
+//   2  out:    array<f32>  read_write (out) [crops, 3, size, size]
+//
+// Every binding is declared read_write, inputs too: burn's runtime sub-allocates tensors
+// and uploads from shared wgpu buffers, and wgpu forbids binding one buffer both
+// read-only and read-write in a dispatch.
 //
 // crops header (12 words; f32 values as bit patterns):
 //   0 crop count, 1 frame height, 2 frame width, 3 size, 4 grey (0/1), 5 unused,
@@ -23,8 +27,8 @@
 //
 // One invocation per crop pixel (all 3 channels); 2-D dispatch of 256-wide workgroups.
 
-@group(0) @binding(0) var<storage, read> frames: array<f32>;
-@group(0) @binding(1) var<storage, read> crops: array<u32>;
+@group(0) @binding(0) var<storage, read_write> frames: array<f32>;
+@group(0) @binding(1) var<storage, read_write> crops: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 const WORKGROUP: u32 = 256u;

@@ -30,7 +30,12 @@ pub struct Similarity {
 }
 
 impl Similarity {
-    pub const IDENTITY: Similarity = Similarity { a: 1.0, b: 0.0, tx: 0.0, ty: 0.0 };
+    pub const IDENTITY: Similarity = Similarity {
+        a: 1.0,
+        b: 0.0,
+        tx: 0.0,
+        ty: 0.0,
+    };
 
     pub fn apply(&self, [x, y]: [f32; 2]) -> [f32; 2] {
         [
@@ -68,7 +73,9 @@ impl Similarity {
 pub fn similarity_transform(src: &Landmarks, dst: &Landmarks) -> Similarity {
     let n = src.len() as f64;
     let mean = |p: &Landmarks| {
-        let (sx, sy) = p.iter().fold((0.0, 0.0), |(sx, sy), q| (sx + f64::from(q[0]), sy + f64::from(q[1])));
+        let (sx, sy) = p.iter().fold((0.0, 0.0), |(sx, sy), q| {
+            (sx + f64::from(q[0]), sy + f64::from(q[1]))
+        });
         (sx / n, sy / n)
     };
     let (msx, msy) = mean(src);
@@ -82,7 +89,11 @@ pub fn similarity_transform(src: &Landmarks, dst: &Landmarks) -> Similarity {
         cross += sx * dy - sy * dx;
         norm += sx * sx + sy * sy;
     }
-    let (a, b) = if norm > 0.0 { (dot / norm, cross / norm) } else { (1.0, 0.0) };
+    let (a, b) = if norm > 0.0 {
+        (dot / norm, cross / norm)
+    } else {
+        (1.0, 0.0)
+    };
     Similarity {
         a: a as f32,
         b: b as f32,
@@ -110,7 +121,12 @@ pub fn scale_template(template: &Landmarks, from: u32, to: u32) -> Landmarks {
 
 /// The `size x size` crop that puts `landmarks` (frame pixels) on `template` (crop pixels),
 /// sampled bilinearly; crop pixels that fall outside the frame are black (0).
-pub fn align_face(image: &RgbImage, landmarks: &Landmarks, template: &Landmarks, size: u32) -> RgbImage {
+pub fn align_face(
+    image: &RgbImage,
+    landmarks: &Landmarks,
+    template: &Landmarks,
+    size: u32,
+) -> RgbImage {
     let to_crop = similarity_transform(landmarks, template);
     match to_crop.inverse() {
         Some(to_frame) => warp_similarity(image, &to_frame, size),
@@ -135,7 +151,12 @@ pub fn warp_similarity(image: &RgbImage, to_frame: &Similarity, size: u32) -> Rg
         let (x0, y0) = (x.floor(), y.floor());
         let (fx, fy) = (x - x0, y - y0);
         let (xi, yi) = (x0 as i64, y0 as i64);
-        let (p00, p10, p01, p11) = (pixel(xi, yi), pixel(xi + 1, yi), pixel(xi, yi + 1), pixel(xi + 1, yi + 1));
+        let (p00, p10, p01, p11) = (
+            pixel(xi, yi),
+            pixel(xi + 1, yi),
+            pixel(xi, yi + 1),
+            pixel(xi + 1, yi + 1),
+        );
         image::Rgb(std::array::from_fn(|c| {
             let top = (1.0 - fx) * p00[c] + fx * p10[c];
             let bottom = (1.0 - fx) * p01[c] + fx * p11[c];
@@ -156,11 +177,27 @@ mod tests {
     #[test]
     fn similarity_transform_recovers_a_known_rotation_scale_and_shift() {
         let (s, theta) = (1.7f32, 0.4f32);
-        let known = Similarity { a: s * theta.cos(), b: s * theta.sin(), tx: -12.5, ty: 40.25 };
-        let src: Landmarks = [[30.0, 40.0], [70.0, 42.0], [50.0, 60.0], [35.0, 80.0], [66.0, 79.0]];
+        let known = Similarity {
+            a: s * theta.cos(),
+            b: s * theta.sin(),
+            tx: -12.5,
+            ty: 40.25,
+        };
+        let src: Landmarks = [
+            [30.0, 40.0],
+            [70.0, 42.0],
+            [50.0, 60.0],
+            [35.0, 80.0],
+            [66.0, 79.0],
+        ];
         let dst = src.map(|p| known.apply(p));
         let got = similarity_transform(&src, &dst);
-        for (g, k) in [(got.a, known.a), (got.b, known.b), (got.tx, known.tx), (got.ty, known.ty)] {
+        for (g, k) in [
+            (got.a, known.a),
+            (got.b, known.b),
+            (got.tx, known.tx),
+            (got.ty, known.ty),
+        ] {
             assert!((g - k).abs() < 1e-4, "{got:?} vs {known:?}");
         }
         assert!((got.scale() - s).abs() < 1e-5);
@@ -170,9 +207,16 @@ mod tests {
     fn similarity_transform_is_the_least_squares_fit_of_noisy_points() {
         // dst = src shifted by (5, -3) plus zero-mean noise that is symmetric, so the best
         // fit is still the pure shift: the residual cannot be lowered by rotating or scaling.
-        let src: Landmarks = [[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0], [5.0, 5.0]];
+        let src: Landmarks = [
+            [0.0, 0.0],
+            [10.0, 0.0],
+            [0.0, 10.0],
+            [10.0, 10.0],
+            [5.0, 5.0],
+        ];
         let noise = [[0.5, 0.0], [-0.5, 0.0], [-0.5, 0.0], [0.5, 0.0], [0.0, 0.0]];
-        let dst: Landmarks = std::array::from_fn(|i| [src[i][0] + 5.0 + noise[i][0], src[i][1] - 3.0 + noise[i][1]]);
+        let dst: Landmarks =
+            std::array::from_fn(|i| [src[i][0] + 5.0 + noise[i][0], src[i][1] - 3.0 + noise[i][1]]);
         let t = similarity_transform(&src, &dst);
         // Σ s·d picks up 0.5*(-5) + (-0.5)*5 + (-0.5)*(-5) + 0.5*5 = 0 on x: a stays 1.
         assert!((t.a - 1.0).abs() < 1e-6 && t.b.abs() < 0.02, "{t:?}");
@@ -182,7 +226,13 @@ mod tests {
     fn similarity_transform_never_reflects() {
         // dst is src mirrored left-right: the best proper similarity cannot flip it, so
         // it must not map src onto dst exactly.
-        let src: Landmarks = [[30.0, 40.0], [70.0, 40.0], [50.0, 60.0], [35.0, 80.0], [65.0, 80.0]];
+        let src: Landmarks = [
+            [30.0, 40.0],
+            [70.0, 40.0],
+            [50.0, 60.0],
+            [35.0, 80.0],
+            [65.0, 80.0],
+        ];
         let dst = src.map(|[x, y]| [100.0 - x, y + 7.0]);
         let t = similarity_transform(&src, &dst);
         let worst = src.iter().zip(&dst).map(|(s, d)| {
@@ -194,21 +244,41 @@ mod tests {
 
     #[test]
     fn inverse_undoes_the_transform() {
-        let t = Similarity { a: 0.8, b: -0.3, tx: 4.0, ty: -9.0 };
+        let t = Similarity {
+            a: 0.8,
+            b: -0.3,
+            tx: 4.0,
+            ty: -9.0,
+        };
         let inv = t.inverse().unwrap();
         for p in [[0.0, 0.0], [13.0, -7.5], [100.0, 250.0]] {
             assert!(close(inv.apply(t.apply(p)), p, 1e-3));
         }
-        assert_eq!(Similarity { a: 0.0, b: 0.0, tx: 1.0, ty: 1.0 }.inverse(), None);
+        assert_eq!(
+            Similarity {
+                a: 0.0,
+                b: 0.0,
+                tx: 1.0,
+                ty: 1.0
+            }
+            .inverse(),
+            None
+        );
     }
 
     #[test]
     fn identity_warp_copies_pixels_and_outside_is_black() {
-        let image = RgbImage::from_fn(4, 3, |x, y| image::Rgb([(x * 60) as u8, (y * 100) as u8, 7]));
+        let image = RgbImage::from_fn(4, 3, |x, y| {
+            image::Rgb([(x * 60) as u8, (y * 100) as u8, 7])
+        });
         let copy = warp_similarity(&image, &Similarity::IDENTITY, 5);
         for v in 0..5 {
             for u in 0..5 {
-                let want = if u < 4 && v < 3 { *image.get_pixel(u, v) } else { image::Rgb([0, 0, 0]) };
+                let want = if u < 4 && v < 3 {
+                    *image.get_pixel(u, v)
+                } else {
+                    image::Rgb([0, 0, 0])
+                };
                 assert_eq!(*copy.get_pixel(u, v), want, "({u}, {v})");
             }
         }
@@ -217,7 +287,10 @@ mod tests {
     #[test]
     fn half_pixel_shift_averages_neighbours_and_fades_at_the_border() {
         let image = RgbImage::from_fn(3, 1, |x, _| image::Rgb([[10, 20, 40][x as usize], 0, 0]));
-        let shift = Similarity { tx: 0.5, ..Similarity::IDENTITY };
+        let shift = Similarity {
+            tx: 0.5,
+            ..Similarity::IDENTITY
+        };
         let out = warp_similarity(&image, &shift, 3);
         // (0.5, 0): (10 + 20) / 2 = 15; (1.5, 0): 30; (2.5, 0): (40 + 0) / 2 = 20.
         let reds: Vec<u8> = (0..3).map(|u| out.get_pixel(u, 0)[0]).collect();
@@ -228,7 +301,13 @@ mod tests {
     fn align_face_puts_landmarks_on_the_template() {
         // A frame with 5 bright dots at the landmarks; after alignment each template
         // position must be the brightest pixel in its neighbourhood.
-        let landmarks: Landmarks = [[120.0, 90.0], [170.0, 100.0], [142.0, 130.0], [118.0, 155.0], [160.0, 163.0]];
+        let landmarks: Landmarks = [
+            [120.0, 90.0],
+            [170.0, 100.0],
+            [142.0, 130.0],
+            [118.0, 155.0],
+            [160.0, 163.0],
+        ];
         let mut frame = RgbImage::new(300, 250);
         for [x, y] in landmarks {
             frame.put_pixel(x as u32, y as u32, image::Rgb([255, 255, 255]));
@@ -251,7 +330,17 @@ mod tests {
 
     #[test]
     fn scale_template_maps_pixel_squares() {
-        let t = scale_template(&[[0.0, 0.0], [111.0, 111.0], [55.5, 55.5], [0.0, 0.0], [0.0, 0.0]], 112, 224);
+        let t = scale_template(
+            &[
+                [0.0, 0.0],
+                [111.0, 111.0],
+                [55.5, 55.5],
+                [0.0, 0.0],
+                [0.0, 0.0],
+            ],
+            112,
+            224,
+        );
         assert_eq!(t[0], [0.5, 0.5]);
         assert_eq!(t[1], [222.5, 222.5]);
         assert_eq!(t[2], [111.5, 111.5]);

@@ -63,14 +63,18 @@ impl AnalyzeRun {
             factor: f64::from(args.pyramid_factor),
         };
         detector.validate()?;
-        let format = args.format.unwrap_or_else(|| format_from_extension(&args.output));
+        let format = args
+            .format
+            .unwrap_or_else(|| format_from_extension(&args.output));
         let live = args.live || inputs.iter().any(InputSpec::is_live_hint);
         let tracking = if args.crops || args.no_track {
             None
         } else {
             let options = TrackingOptions {
                 tracker: TrackerConfig::default(),
-                smoother: SmootherConfig { half_life_ms: args.smooth_half_life_ms },
+                smoother: SmootherConfig {
+                    half_life_ms: args.smooth_half_life_ms,
+                },
                 shot_cuts: Some(ShotCutConfig::default()),
             };
             options.smoother.validate()?;
@@ -80,8 +84,12 @@ impl AnalyzeRun {
             inputs,
             output: PathBuf::from(&args.output),
             format,
-            model_dir: args.model.unwrap_or_else(|| models_dir().join(DEFAULT_MODEL)),
-            detector_dir: args.detector.unwrap_or_else(|| models_dir().join(DETECTOR_MODEL)),
+            model_dir: args
+                .model
+                .unwrap_or_else(|| models_dir().join(DEFAULT_MODEL)),
+            detector_dir: args
+                .detector
+                .unwrap_or_else(|| models_dir().join(DETECTOR_MODEL)),
             detector,
             device: args.device,
             options: PipelineOptions {
@@ -126,15 +134,23 @@ pub fn models_dir() -> PathBuf {
 pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
     let run = AnalyzeRun::from_args(args)?;
     let device = select_device(run.device)?;
-    let model = ExpressionModel::load(&run.model_dir, &device.burn)
-        .with_context(|| format!("loading the expression model from {}", run.model_dir.display()))?;
+    let model = ExpressionModel::load(&run.model_dir, &device.burn).with_context(|| {
+        format!(
+            "loading the expression model from {}",
+            run.model_dir.display()
+        )
+    })?;
     let finder = if run.crops {
         FaceFinder::WholeImage
     } else {
         FaceFinder::Detect(
-            FaceDetector::load(&run.detector_dir, run.detector.clone(), &device.burn).with_context(
-                || format!("loading the MTCNN face detector from {}", run.detector_dir.display()),
-            )?,
+            FaceDetector::load(&run.detector_dir, run.detector.clone(), &device.burn)
+                .with_context(|| {
+                    format!(
+                        "loading the MTCNN face detector from {}",
+                        run.detector_dir.display()
+                    )
+                })?,
         )
     };
     let (mut sinks, preview_stop) = open_sinks(&run, model.classes())?;
@@ -164,7 +180,15 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
     }
 
     let mut progress = ProgressReport::new(run.quiet, &run.inputs);
-    let outcome = pipeline::run(run.inputs, finder, model, run.options, &mut sinks, &stop, &mut progress);
+    let outcome = pipeline::run(
+        run.inputs,
+        finder,
+        model,
+        run.options,
+        &mut sinks,
+        &stop,
+        &mut progress,
+    );
     drop(progress);
     let summary = outcome?;
     if !run.quiet {
@@ -174,10 +198,19 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
         bail!(
             "{} input(s) failed (rows of every frame decoded before a failure were written): {}",
             summary.failures.len(),
-            summary.failures.iter().map(|f| f.input.as_str()).collect::<Vec<_>>().join(", ")
+            summary
+                .failures
+                .iter()
+                .map(|f| f.input.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
-    Ok(if summary.interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+    Ok(if summary.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Creates every sink before any frame is decoded, so that an unwritable path

@@ -16,7 +16,9 @@ use mimic::decode::{InputSpec, SourceInfo, open};
 use mimic::device::select_device;
 use mimic::model::ExpressionModel;
 use mimic::mtcnn::{FaceDetector, MtcnnConfig};
-use mimic::pipeline::{self, FaceFinder, InputFailure, PipelineOptions, ProgressObserver, StopFlag};
+use mimic::pipeline::{
+    self, FaceFinder, InputFailure, PipelineOptions, ProgressObserver, StopFlag,
+};
 use mimic::record::FrameResult;
 use mimic::sink::{Sink, SinkError};
 
@@ -26,10 +28,17 @@ use crate::progress::print_summary;
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let device = select_device(args.device)?;
-    let model_dir = args.model.unwrap_or_else(|| models_dir().join(DEFAULT_MODEL));
-    let detector_dir = args.detector.unwrap_or_else(|| models_dir().join(DETECTOR_MODEL));
+    let model_dir = args
+        .model
+        .unwrap_or_else(|| models_dir().join(DEFAULT_MODEL));
+    let detector_dir = args
+        .detector
+        .unwrap_or_else(|| models_dir().join(DETECTOR_MODEL));
     println!("device: {}", device.description);
-    println!("threads: {}", std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "threads: {}",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
 
     let load = || {
         ExpressionModel::load(&model_dir, &device.burn)
@@ -50,7 +59,11 @@ fn bench_model(model: &ExpressionModel, batches: &[usize]) {
     let size = model.input_size();
     for &batch in batches {
         let crops: Vec<_> = (0..batch)
-            .map(|i| image::RgbImage::from_fn(size, size, |x, y| image::Rgb([(x * 7 + y * 3 + i as u32) as u8; 3])))
+            .map(|i| {
+                image::RgbImage::from_fn(size, size, |x, y| {
+                    image::Rgb([(x * 7 + y * 3 + i as u32) as u8; 3])
+                })
+            })
             .collect();
         model.predict(&crops); // warm-up (and autotune on a GPU)
         let started = Instant::now();
@@ -70,7 +83,12 @@ fn bench_model(model: &ExpressionModel, batches: &[usize]) {
 
 /// The real pipeline over `video` repeated until `frames` frames, to a sink
 /// that drops rows.
-fn bench_pipeline(video: PathBuf, frames: u64, finder: FaceFinder, model: ExpressionModel) -> Result<()> {
+fn bench_pipeline(
+    video: PathBuf,
+    frames: u64,
+    finder: FaceFinder,
+    model: ExpressionModel,
+) -> Result<()> {
     let spec = InputSpec::Video(video.clone());
     let per_pass = count_frames(&spec)?;
     if per_pass == 0 {
@@ -78,7 +96,12 @@ fn bench_pipeline(video: PathBuf, frames: u64, finder: FaceFinder, model: Expres
     }
     let passes = frames.div_ceil(per_pass).max(1);
     let inputs = vec![spec; passes as usize];
-    println!("pipeline: {} x {} frames of {}", passes, per_pass, video.display());
+    println!(
+        "pipeline: {} x {} frames of {}",
+        passes,
+        per_pass,
+        video.display()
+    );
 
     let sampling = Arc::new(AtomicBool::new(true));
     let sampler = {
@@ -101,7 +124,15 @@ fn bench_pipeline(video: PathBuf, frames: u64, finder: FaceFinder, model: Expres
         queue_frames: 4,
     };
     let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(DiscardRows)];
-    let summary = pipeline::run(inputs, finder, model, options, &mut sinks, &StopFlag::new(), &mut Quiet)?;
+    let summary = pipeline::run(
+        inputs,
+        finder,
+        model,
+        options,
+        &mut sinks,
+        &StopFlag::new(),
+        &mut Quiet,
+    )?;
     sampling.store(false, Ordering::Relaxed);
     let samples = sampler.join().unwrap_or_default();
     print_summary(&summary);
@@ -113,12 +144,22 @@ fn bench_pipeline(video: PathBuf, frames: u64, finder: FaceFinder, model: Expres
         summary.frames_per_second()
     );
     for (stage, busy) in &summary.stage_busy {
-        println!("stage {:>7}: {:>7.2} ms/frame busy", stage.name(), busy.as_secs_f64() * 1e3 / summary.frames.max(1) as f64);
+        println!(
+            "stage {:>7}: {:>7.2} ms/frame busy",
+            stage.name(),
+            busy.as_secs_f64() * 1e3 / summary.frames.max(1) as f64
+        );
     }
     // RSS after the first tenth of the run (models loaded, queues full) vs at the end.
     let warm = samples.len() / 10;
-    if let (Some(first), Some(max)) = (samples.get(warm), samples.iter().skip(warm).copied().reduce(f64::max)) {
-        println!("memory: RSS {first:.0} MiB after warm-up, max {max:.0} MiB later, peak (VmHWM) {:.0} MiB", rss_mib("VmHWM"));
+    if let (Some(first), Some(max)) = (
+        samples.get(warm),
+        samples.iter().skip(warm).copied().reduce(f64::max),
+    ) {
+        println!(
+            "memory: RSS {first:.0} MiB after warm-up, max {max:.0} MiB later, peak (VmHWM) {:.0} MiB",
+            rss_mib("VmHWM")
+        );
     } else {
         println!("memory: peak RSS (VmHWM) {:.0} MiB", rss_mib("VmHWM"));
     }
@@ -140,9 +181,14 @@ fn rss_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
-            status.lines().find(|l| l.starts_with(field)).and_then(|line| {
-                line.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok())
-            })
+            status
+                .lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|line| {
+                    line.split_whitespace()
+                        .nth(1)
+                        .and_then(|kb| kb.parse::<f64>().ok())
+                })
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }

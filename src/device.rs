@@ -87,9 +87,7 @@ pub enum DeviceError {
 
 fn software_hint(found: &[String]) -> String {
     if found.iter().any(|a| a.ends_with(", CPU)")) {
-        format!(
-            "; set {ALLOW_SOFTWARE_GPU_ENV}=1 to use a software adapter (slow, for testing)"
-        )
+        format!("; set {ALLOW_SOFTWARE_GPU_ENV}=1 to use a software adapter (slow, for testing)")
     } else {
         String::new()
     }
@@ -183,7 +181,11 @@ pub fn adapters() -> &'static [AdapterSummary] {
                 ..wgpu::InstanceDescriptor::new_without_display_handle()
             });
             let adapters = pollster::block_on(instance.enumerate_adapters(backends));
-            found.extend(adapters.iter().map(|a| AdapterSummary::from_info(&a.get_info())));
+            found.extend(
+                adapters
+                    .iter()
+                    .map(|a| AdapterSummary::from_info(&a.get_info())),
+            );
             // burn takes the first API with a hardware adapter: no need to wake the others.
             if found.iter().any(|a| a.device_type != wgpu::DeviceType::Cpu) {
                 break;
@@ -204,7 +206,10 @@ fn wgpu_lock() -> std::sync::MutexGuard<'static, ()> {
 fn candidate_kinds(software: SoftwareGpu) -> Vec<(wgpu::DeviceType, DeviceKind)> {
     let mut kinds = vec![
         (wgpu::DeviceType::DiscreteGpu, DeviceKind::DiscreteGpu(0)),
-        (wgpu::DeviceType::IntegratedGpu, DeviceKind::IntegratedGpu(0)),
+        (
+            wgpu::DeviceType::IntegratedGpu,
+            DeviceKind::IntegratedGpu(0),
+        ),
         (wgpu::DeviceType::VirtualGpu, DeviceKind::VirtualGpu(0)),
     ];
     if software == SoftwareGpu::Allow {
@@ -233,14 +238,18 @@ fn gpu_device(software: SoftwareGpu) -> Result<SelectedDevice, DeviceError> {
 /// Opens burn's wgpu runtime on the first adapter of `kind` (once per process).
 fn open_wgpu(kind: DeviceKind, expected: &AdapterSummary) -> Result<SelectedDevice, DeviceError> {
     static OPENED: Mutex<Option<HashMap<DeviceKind, SelectedDevice>>> = Mutex::new(None);
-    let mut opened = OPENED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut opened = OPENED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let opened = opened.get_or_insert_with(HashMap::new);
     if let Some(selected) = opened.get(&kind) {
         return Ok(selected.clone());
     }
     let result = {
         let _guard = wgpu_lock();
-        Device::wgpu_options().device_kind(kind.clone()).init_with_setup()
+        Device::wgpu_options()
+            .device_kind(kind.clone())
+            .init_with_setup()
     };
     let selected = match result {
         Ok((burn, setup)) => SelectedDevice {
@@ -285,7 +294,10 @@ mod tests {
             backend: wgpu::Backend::Vulkan,
             device_type: wgpu::DeviceType::Cpu,
         };
-        assert_eq!(a.describe(), "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, CPU)");
+        assert_eq!(
+            a.describe(),
+            "llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan, CPU)"
+        );
     }
 
     #[test]
@@ -297,7 +309,10 @@ mod tests {
         assert!(msg.contains("llvmpipe (Vulkan, CPU)"), "{msg}");
         assert!(msg.contains(ALLOW_SOFTWARE_GPU_ENV), "{msg}");
         let none = DeviceError::NoGpuAdapter { found: vec![] }.to_string();
-        assert!(none.contains("found: none") && !none.contains(ALLOW_SOFTWARE_GPU_ENV), "{none}");
+        assert!(
+            none.contains("found: none") && !none.contains(ALLOW_SOFTWARE_GPU_ENV),
+            "{none}"
+        );
     }
 
     #[test]
@@ -317,7 +332,10 @@ mod tests {
                 assert!(d.is_gpu);
                 assert!(!d.description.ends_with(", CPU)"), "{}", d.description);
             }
-            Err(e) => assert!(matches!(e, DeviceError::NoGpuAdapter { .. } | DeviceError::Init { .. })),
+            Err(e) => assert!(matches!(
+                e,
+                DeviceError::NoGpuAdapter { .. } | DeviceError::Init { .. }
+            )),
         }
     }
 }

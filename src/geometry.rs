@@ -57,11 +57,26 @@ mod tests {
 
     #[test]
     fn iou_of_identical_boxes_is_one_and_of_disjoint_boxes_zero() {
-        let a = BBox { x1: 0.0, y1: 0.0, x2: 10.0, y2: 10.0 };
-        let b = BBox { x1: 20.0, y1: 20.0, x2: 30.0, y2: 30.0 };
+        let a = BBox {
+            x1: 0.0,
+            y1: 0.0,
+            x2: 10.0,
+            y2: 10.0,
+        };
+        let b = BBox {
+            x1: 20.0,
+            y1: 20.0,
+            x2: 30.0,
+            y2: 30.0,
+        };
         assert_eq!(a.iou(&a), 1.0);
         assert_eq!(a.iou(&b), 0.0);
-        let c = BBox { x1: 5.0, y1: 0.0, x2: 15.0, y2: 10.0 };
+        let c = BBox {
+            x1: 5.0,
+            y1: 0.0,
+            x2: 15.0,
+            y2: 10.0,
+        };
         assert!((a.iou(&c) - 50.0 / 150.0).abs() < 1e-6);
     }
 }

@@ -6,13 +6,11 @@
 //! crate with MIMIC (masked-image pre-training + mix-supervised contrastive
 //! fine-tuning).
 
-pub mod frame;
-pub mod geometry;
 pub mod align;
 pub mod decode;
-#[cfg(feature = "gpu-wip")]
 pub mod device;
-#[cfg(feature = "gpu-wip")]
+pub mod frame;
+pub mod geometry;
 pub mod gpu;
 pub mod model;
 pub mod mtcnn;

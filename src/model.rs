@@ -269,7 +269,10 @@ impl ExpressionModel {
         if crops.is_empty() {
             return Vec::new();
         }
-        rows(self.vit.pool(self.vit.forward_features(self.preprocess(crops))))
+        rows(
+            self.vit
+                .pool(self.vit.forward_features(self.preprocess(crops))),
+        )
     }
 
     /// Probabilities and pooled features of each crop from one forward pass
@@ -278,7 +281,9 @@ impl ExpressionModel {
         if crops.is_empty() {
             return Vec::new();
         }
-        let pooled = self.vit.pool(self.vit.forward_features(self.preprocess(crops)));
+        let pooled = self
+            .vit
+            .pool(self.vit.forward_features(self.preprocess(crops)));
         let probs = softmax(self.vit.forward_head(pooled.clone()), 1);
         rows(probs)
             .into_iter()
@@ -291,7 +296,9 @@ impl ExpressionModel {
     /// integer coordinates, the convention of [`crate::align`]).
     pub fn face_template_px(&self) -> crate::geometry::Landmarks {
         let size = self.config.input_size as f32;
-        self.config.face_template.map(|[x, y]| [x * size - 0.5, y * size - 0.5])
+        self.config
+            .face_template
+            .map(|[x, y]| [x * size - 0.5, y * size - 0.5])
     }
 }
 
@@ -310,7 +317,7 @@ fn rows(t: Tensor<2>) -> Vec<Vec<f32>> {
     let values = t
         .into_data()
         .convert::<f32>()
-        .into_vec::<f32>()
+        .try_into_vec::<f32>()
         .expect("f32 data after convert");
     values.chunks(cols).map(<[f32]>::to_vec).collect()
 }
@@ -394,7 +401,11 @@ pub fn read_safetensors(path: &Path) -> Result<StateDict, ModelError> {
                 .chunks_exact(2)
                 .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
-            other => return Err(bad(format!("tensor `{name}` has unsupported dtype {other:?}"))),
+            other => {
+                return Err(bad(format!(
+                    "tensor `{name}` has unsupported dtype {other:?}"
+                )));
+            }
         };
         if let Some(v) = values.iter().find(|v| !v.is_finite()) {
             return Err(bad(format!("tensor `{name}` holds a non-finite value {v}")));
@@ -545,7 +556,10 @@ mod tests {
         model.save(dir.path(), "# test\n").unwrap();
         let loaded = ExpressionModel::load(dir.path(), &device).unwrap();
         assert_eq!(loaded.classes(), model.classes());
-        let (a, b) = (model.predict_probs(&crops()), loaded.predict_probs(&crops()));
+        let (a, b) = (
+            model.predict_probs(&crops()),
+            loaded.predict_probs(&crops()),
+        );
         for (ra, rb) in a.iter().zip(&b) {
             assert!((ra.iter().sum::<f32>() - 1.0).abs() < 1e-5);
             for (x, y) in ra.iter().zip(rb) {
@@ -570,7 +584,10 @@ mod tests {
         for (name, (_, va)) in &a.tensors {
             let vb = &b.tensors[name].1;
             for (x, y) in va.iter().zip(vb) {
-                assert!((x - y).abs() <= 1e-3 * x.abs().max(1e-2), "{name}: {x} vs {y}");
+                assert!(
+                    (x - y).abs() <= 1e-3 * x.abs().max(1e-2),
+                    "{name}: {x} vs {y}"
+                );
             }
         }
     }

@@ -21,8 +21,17 @@ pub struct ProgressReport {
 
 impl ProgressReport {
     pub fn new(quiet: bool, inputs: &[InputSpec]) -> Self {
-        let stills = inputs.iter().filter(|i| matches!(i, InputSpec::Still(_))).count() as u64;
-        Self { bar: None, stills_bar: None, stills, quiet, live: false }
+        let stills = inputs
+            .iter()
+            .filter(|i| matches!(i, InputSpec::Still(_)))
+            .count() as u64;
+        Self {
+            bar: None,
+            stills_bar: None,
+            stills,
+            quiet,
+            live: false,
+        }
     }
 
     fn finish_bar(&mut self) {
@@ -73,8 +82,10 @@ impl ProgressObserver for ProgressReport {
                 .progress_chars("=> "),
             ),
             _ => ProgressBar::new_spinner().with_style(
-                ProgressStyle::with_template("{spinner} {prefix:.bold} {pos} frames  {per_sec:.1}  {msg}")
-                    .expect("static template"),
+                ProgressStyle::with_template(
+                    "{spinner} {prefix:.bold} {pos} frames  {per_sec:.1}  {msg}",
+                )
+                .expect("static template"),
             ),
         };
         bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(8));
@@ -119,7 +130,11 @@ pub fn print_summary(summary: &RunSummary) {
         summary.faces,
         secs,
         summary.frames_per_second(),
-        if summary.interrupted { " (stopped early)" } else { "" },
+        if summary.interrupted {
+            " (stopped early)"
+        } else {
+            ""
+        },
     );
     let stages: Vec<String> = summary
         .stage_busy

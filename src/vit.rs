@@ -264,7 +264,10 @@ impl VitConfig {
                     std: 2e-5,
                 })
                 .init(device);
-            head.bias = Some(Param::from_tensor(Tensor::zeros([self.num_classes], device)));
+            head.bias = Some(Param::from_tensor(Tensor::zeros(
+                [self.num_classes],
+                device,
+            )));
             head
         });
         Vit {
@@ -306,7 +309,10 @@ impl VitConfig {
 /// `[sin(p·ω_0) … sin(p·ω_{k-1}), cos(p·ω_0) … cos(p·ω_{k-1})]` with
 /// `k = dim/4` and `ω_i = 1 / 10000^(i/k)`.
 pub fn sincos_pos_embed_2d(dim: usize, grid: usize, cls_token: bool) -> Vec<f32> {
-    assert!(dim % 4 == 0, "sin-cos embedding needs dim % 4 == 0, got {dim}");
+    assert!(
+        dim % 4 == 0,
+        "sin-cos embedding needs dim % 4 == 0, got {dim}"
+    );
     let k = dim / 4;
     let omega: Vec<f64> = (0..k)
         .map(|i| 1.0 / 10000f64.powf(i as f64 / k as f64))
@@ -459,11 +465,7 @@ fn drop_path(branch: Tensor<3>, rate: f64) -> Tensor<3> {
     }
     let [b, _, _] = branch.dims();
     let keep = 1.0 - rate;
-    let mask = Tensor::<3>::random(
-        [b, 1, 1],
-        Distribution::Bernoulli(keep),
-        &branch.device(),
-    );
+    let mask = Tensor::<3>::random([b, 1, 1], Distribution::Bernoulli(keep), &branch.device());
     branch * mask.div_scalar(keep)
 }
 
@@ -543,10 +545,7 @@ impl Vit {
     /// The blocks, then the final `norm` if this model has one:
     /// `tokens: [batch, n, dim]` → `[batch, n, dim]`.
     pub fn forward_blocks(&self, tokens: Tensor<3>) -> Tensor<3> {
-        let x = self
-            .blocks
-            .iter()
-            .fold(tokens, |x, block| block.forward(x));
+        let x = self.blocks.iter().fold(tokens, |x, block| block.forward(x));
         match &self.norm {
             Some(norm) => norm.forward(x),
             None => x,
@@ -633,7 +632,8 @@ impl Vit {
         let mut m = config.init(device);
         let fresh = |name: &str| allow_fresh.iter().any(|p| name.starts_with(p));
         let pe = &mut m.patch_embed.proj;
-        pe.weight = Param::from_tensor(sd.take("patch_embed.proj.weight", pe.weight.dims(), device)?);
+        pe.weight =
+            Param::from_tensor(sd.take("patch_embed.proj.weight", pe.weight.dims(), device)?);
         pe.bias = Param::from_tensor(sd.take("patch_embed.proj.bias", pe.bias.dims(), device)?);
         m.cls_token = Param::from_tensor(sd.take("cls_token", m.cls_token.dims(), device)?);
         m.pos_embed = Param::from_tensor(sd.take("pos_embed", m.pos_embed.dims(), device)?)
@@ -685,7 +685,7 @@ impl StateDict {
         let values = t
             .into_data()
             .convert::<f32>()
-            .into_vec::<f32>()
+            .try_into_vec::<f32>()
             .expect("f32 data after convert");
         self.tensors.insert(name.to_string(), (shape, values));
     }
@@ -735,17 +735,30 @@ impl StateDict {
         let w: Tensor<2> = self.take(&format!("{name}.weight"), [o, i], device)?;
         l.weight = Param::from_tensor(w.transpose());
         if l.bias.is_some() {
-            l.bias = Some(Param::from_tensor(self.take(&format!("{name}.bias"), [o], device)?));
+            l.bias = Some(Param::from_tensor(self.take(
+                &format!("{name}.bias"),
+                [o],
+                device,
+            )?));
         }
         Ok(())
     }
 
     /// Loads `name.weight` (γ) and `name.bias` (β) into `n`.
-    pub fn load_norm(&self, name: &str, n: &mut LayerNorm, device: &Device) -> Result<(), VitError> {
+    pub fn load_norm(
+        &self,
+        name: &str,
+        n: &mut LayerNorm,
+        device: &Device,
+    ) -> Result<(), VitError> {
         let [d] = n.gamma.dims();
         n.gamma = Param::from_tensor(self.take(&format!("{name}.weight"), [d], device)?);
         if n.beta.is_some() {
-            n.beta = Some(Param::from_tensor(self.take(&format!("{name}.bias"), [d], device)?));
+            n.beta = Some(Param::from_tensor(self.take(
+                &format!("{name}.bias"),
+                [d],
+                device,
+            )?));
         }
         Ok(())
     }
@@ -825,15 +838,20 @@ mod tests {
         let d = device();
         // 1 image, 2 channels, 4x4, patch 2: value = c*100 + y*10 + x.
         let vals: Vec<f32> = (0..2)
-            .flat_map(|c| (0..4).flat_map(move |y| (0..4).map(move |x| (c * 100 + y * 10 + x) as f32)))
+            .flat_map(|c| {
+                (0..4).flat_map(move |y| (0..4).map(move |x| (c * 100 + y * 10 + x) as f32))
+            })
             .collect();
         let img = Tensor::<4>::from_data(TensorData::new(vals.clone(), [1, 2, 4, 4]), &d);
         let p = patchify(img.clone(), 2);
         assert_eq!(p.dims(), [1, 4, 8]);
-        let pv = p.clone().into_data().into_vec::<f32>().unwrap();
+        let pv = p.clone().into_data().try_into_vec::<f32>().unwrap();
         // patch 1 = row 0, col 1: pixels (0,2),(0,3),(1,2),(1,3), channels interleaved.
         assert_eq!(&pv[8..16], &[2., 102., 3., 103., 12., 112., 13., 113.]);
-        let back = unpatchify(p, 2, 2).into_data().into_vec::<f32>().unwrap();
+        let back = unpatchify(p, 2, 2)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         assert_eq!(back, vals);
     }
 
@@ -879,7 +897,11 @@ mod tests {
             assert_eq!(tokens.dims(), [3, 17, 16]);
             assert_eq!(m.pool(tokens).dims(), [3, 16]);
             assert_eq!(m.forward(img).dims(), [3, 5]);
-            assert_eq!(m.num_params(), cfg.num_params() + 17 * 16, "+ fixed pos_embed");
+            assert_eq!(
+                m.num_params(),
+                cfg.num_params() + 17 * 16,
+                "+ fixed pos_embed"
+            );
         }
     }
 
@@ -899,9 +921,10 @@ mod tests {
         assert_eq!(sd.tensors["head.weight"].0, vec![3, 16]);
         let m2 = Vit::from_state_dict(&cfg, &sd, &[], &d).unwrap();
         let img = Tensor::<4>::random([2, 3, 16, 16], Distribution::Default, &d);
-        m.forward(img.clone())
-            .into_data()
-            .assert_approx_eq::<f32>(&m2.forward(img).into_data(), burn::tensor::Tolerance::absolute(1e-6));
+        m.forward(img.clone()).into_data().assert_approx_eq::<f32>(
+            &m2.forward(img).into_data(),
+            burn::tensor::Tolerance::absolute(1e-6),
+        );
         let mut broken = sd.clone();
         broken.tensors.remove("blocks.0.mlp.fc2.bias");
         let err = Vit::from_state_dict(&cfg, &broken, &[], &d).unwrap_err();

@@ -6,10 +6,13 @@
 //!   (`$MIMIC_BENCH_MODEL`, a package folder; else the first package under `models/`)
 //!   and for ViT-S/16 at 224 px (the shape of the PyTorch anchor figures);
 //! - `bench_shaders`: the pre-processing shaders alone (colour conversion, pyramid, crops);
-//! - `bench_end_to_end`: batch mode on `$MIMIC_BENCH_CLIP` (default the shared clip)
-//!   looped to `$MIMIC_BENCH_FRAMES` (default 3000) frames: decode (CPU) → MTCNN on wgpu
-//!   → GPU face crops → ViT, frames/s and seconds per stage; and the P-Net stage fed by
-//!   the GPU pyramid, to show what the detector hook (see `crate::gpu` docs) buys.
+//! - `bench_end_to_end`: batch mode on the frames of a clip looped to
+//!   `$MIMIC_BENCH_FRAMES` (default 3000): upload → MTCNN on wgpu → GPU face crops → ViT,
+//!   frames/s and seconds per stage; and the P-Net stage fed by the GPU pyramid, to show
+//!   what the detector hook (see `crate::gpu` docs) buys. The frames come decoded, as raw
+//!   RGB24 in `$MIMIC_BENCH_RAW` (`$MIMIC_BENCH_RAW_SIZE` = `WxH`; the script writes them
+//!   with OpenCV on the GPU machine): decoding is a CPU stage measured on its own, and
+//!   keeping FFmpeg out of this binary keeps it small enough to carry to a lent GPU.
 //!
 //! The device is `--device gpu`'s choice (`MIMIC_ALLOW_SOFTWARE_GPU=1` lets it run on
 //! lavapipe, for trying the benches out).
@@ -23,7 +26,6 @@ use std::time::{Duration, Instant};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Distribution, FloatDType, Tensor};
 use gpu_common::Rng;
-use mimic::decode::{InputSpec, open};
 use mimic::device::{DeviceChoice, select_device};
 use mimic::gpu::area::mtcnn_pyramid;
 use mimic::gpu::colour::{DecodedPicture, PixelLayout, YuvMatrix, decoded_to_rgb};
@@ -49,7 +51,11 @@ fn record(value: serde_json::Value) {
     let line = value.to_string();
     println!("{line}");
     if let Ok(path) = std::env::var("MIMIC_BENCH_OUT") {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
         writeln!(f, "{line}").unwrap();
     }
 }
@@ -86,7 +92,11 @@ fn default_package() -> Option<PathBuf> {
 
 fn vit_s16() -> ModelConfig {
     let vit = VitConfig::small().with_num_classes(8);
-    ModelConfig::new("vit-s16-224-random", vit, (0..8).map(|i| format!("c{i}")).collect())
+    ModelConfig::new(
+        "vit-s16-224-random",
+        vit,
+        (0..8).map(|i| format!("c{i}")).collect(),
+    )
 }
 
 #[test]
@@ -103,10 +113,14 @@ fn bench_vit() {
     };
     if let Some(dtype) = dtype {
         if !device.supports_dtype(dtype) {
-            record(json!({"bench": "vit", "precision": precision, "skipped": "not supported by the device"}));
+            record(
+                json!({"bench": "vit", "precision": precision, "skipped": "not supported by the device"}),
+            );
             return;
         }
-        device.configure(dtype).expect("configure the float type before any tensor");
+        device
+            .configure(dtype)
+            .expect("configure the float type before any tensor");
     }
     let mut models: Vec<(String, ExpressionModel)> = Vec::new();
     if let Some(dir) = default_package() {
@@ -116,11 +130,18 @@ fn bench_vit() {
         }
     }
     let s16 = vit_s16();
-    models.push(("ViT-S/16 224 (random weights)".into(), ExpressionModel::from_parts(s16.vit.init(&device), s16, &device)));
+    models.push((
+        "ViT-S/16 224 (random weights)".into(),
+        ExpressionModel::from_parts(s16.vit.init(&device), s16, &device),
+    ));
     for (name, model) in &models {
         let size = model.input_size() as usize;
         for batch in [1usize, 64, 256] {
-            let input = Tensor::<4>::random([batch, 3, size, size], Distribution::Normal(0.0, 1.0), &device);
+            let input = Tensor::<4>::random(
+                [batch, 3, size, size],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
             let (runs, secs) = time_loop(3, Duration::from_secs(3), || {
                 let probs = softmax(model.vit().forward(input.clone()), 1);
                 let _ = probs.into_data();
@@ -143,7 +164,11 @@ fn bench_shaders() {
     let (cw, ch) = (w as usize / 2, h as usize / 2);
     let pictures: Vec<DecodedPicture> = (0..64)
         .map(|_| {
-            let (y, u, v) = (rng.bytes((w * h) as usize), rng.bytes(cw * ch), rng.bytes(cw * ch));
+            let (y, u, v) = (
+                rng.bytes((w * h) as usize),
+                rng.bytes(cw * ch),
+                rng.bytes(cw * ch),
+            );
             DecodedPicture::from_planes(
                 PixelLayout::Yuv420p,
                 w,
@@ -161,8 +186,10 @@ fn bench_shaders() {
         }
         sync(&device);
     });
-    record(json!({"bench": "shader", "stage": "decoded_to_rgb (yuv420p 640x360, upload + convert)",
-        "frames_per_s": (runs * 64) as f64 / secs, "device": description}));
+    record(
+        json!({"bench": "shader", "stage": "decoded_to_rgb (yuv420p 640x360, upload + convert)",
+        "frames_per_s": (runs * 64) as f64 / secs, "device": description}),
+    );
 
     let frames = pictures_to_rgb(&pictures, &device).unwrap();
     let scales = pyramid_scales(w, h, 20.0, 0.709);
@@ -170,41 +197,81 @@ fn bench_shaders() {
         let _ = mtcnn_pyramid(frames.clone(), &scales).unwrap();
         sync(&device);
     });
-    record(json!({"bench": "shader", "stage": format!("mtcnn_pyramid (64 frames x {} levels, one launch)", scales.len()),
-        "frames_per_s": (runs * 64) as f64 / secs, "device": description}));
+    record(
+        json!({"bench": "shader", "stage": format!("mtcnn_pyramid (64 frames x {} levels, one launch)", scales.len()),
+        "frames_per_s": (runs * 64) as f64 / secs, "device": description}),
+    );
 
     let crops: Vec<FaceCrop> = (0..256)
         .map(|i| FaceCrop {
             frame: i % 64,
-            to_frame: Some(mimic::align::Similarity { a: 0.5, b: 0.1, tx: (i % 300) as f32, ty: 40.0 }),
+            to_frame: Some(mimic::align::Similarity {
+                a: 0.5,
+                b: 0.1,
+                tx: (i % 300) as f32,
+                ty: 40.0,
+            }),
         })
         .collect();
-    let style = CropStyle { size: 224, grey: true, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+    let style = CropStyle {
+        size: 224,
+        grey: true,
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    };
     let (runs, secs) = time_loop(2, Duration::from_secs(2), || {
         let _ = face_crops(frames.clone(), &crops, &style).unwrap();
         sync(&device);
     });
-    record(json!({"bench": "shader", "stage": "face_crops (256 faces, 224 px)",
-        "faces_per_s": (runs * 256) as f64 / secs, "device": description}));
+    record(
+        json!({"bench": "shader", "stage": "face_crops (256 faces, 224 px)",
+        "faces_per_s": (runs * 256) as f64 / secs, "device": description}),
+    );
 }
 
-/// The clip to loop: `$MIMIC_BENCH_CLIP`, else the shared clip, else the fixture.
-fn bench_clip() -> PathBuf {
-    if let Ok(p) = std::env::var("MIMIC_BENCH_CLIP") {
-        return PathBuf::from(p);
+/// The decoded frames of the benchmark clip: `$MIMIC_BENCH_RAW` (raw RGB24 frames of
+/// `$MIMIC_BENCH_RAW_SIZE` = `WxH`), else the fixture frames of `tests/fixtures/mtcnn`.
+fn bench_frames() -> Vec<image::RgbImage> {
+    if let (Ok(path), Ok(size)) = (std::env::var("MIMIC_BENCH_RAW"), std::env::var("MIMIC_BENCH_RAW_SIZE")) {
+        let (w, h) = size.split_once('x').expect("MIMIC_BENCH_RAW_SIZE is WxH");
+        let (w, h): (u32, u32) = (w.parse().unwrap(), h.parse().unwrap());
+        let bytes = std::fs::read(&path).unwrap();
+        let frame = (3 * w * h) as usize;
+        return bytes
+            .chunks_exact(frame)
+            .map(|c| image::RgbImage::from_raw(w, h, c.to_vec()).unwrap())
+            .collect();
     }
-    let shared = root().join("../shared/data/videos/short_hamilton_clip.mp4");
-    if shared.is_file() { shared } else { root().join("tests/fixtures/clip.mp4") }
+    let dir = root().join("tests/fixtures/mtcnn");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("frame_")))
+        .collect();
+    names.sort();
+    names.iter().map(|p| image::open(p).unwrap().to_rgb8()).collect()
 }
 
 #[test]
 #[ignore = "benchmark: run by scripts/gpu_bench.sh"]
 fn bench_end_to_end() {
     let (device, description) = device();
-    let target: usize = std::env::var("MIMIC_BENCH_FRAMES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
-    let batch: usize = std::env::var("MIMIC_BENCH_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(64);
-    let clip = bench_clip();
-    let detector = FaceDetector::load(&root().join("models/mtcnn"), MtcnnConfig::default(), &device).unwrap();
+    let target: usize = std::env::var("MIMIC_BENCH_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let batch: usize = std::env::var("MIMIC_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let clip = bench_frames();
+    assert!(!clip.is_empty(), "no frames to benchmark");
+    let detector = FaceDetector::load(
+        &root().join("models/mtcnn"),
+        MtcnnConfig::default(),
+        &device,
+    )
+    .unwrap();
     let model = match default_package() {
         Some(dir) => ExpressionModel::load(&dir, &device).unwrap(),
         None => {
@@ -216,31 +283,27 @@ fn bench_end_to_end() {
     let template = mimic::align::scale_template(&mimic::align::ARCFACE_112, 112, size);
     let style = CropStyle::of_model(model.config());
 
-    let mut stage = [0.0f64; 5]; // decode, upload, detect, crops, infer
-    let names = ["decode", "upload", "detect (MTCNN on wgpu)", "crops (shader)", "infer (ViT + readback)"];
+    let mut stage = [0.0f64; 4];
+    let names = [
+        "upload (RGB24 + convert)",
+        "detect (MTCNN on wgpu)",
+        "crops (shader)",
+        "infer (ViT + readback)",
+    ];
     let (mut frames_done, mut faces_done) = (0usize, 0usize);
     let start = Instant::now();
-    let mut source = open(&InputSpec::Video(clip.clone())).unwrap();
     while frames_done < target {
+        let n = batch.min(target - frames_done);
+        let images: Vec<&image::RgbImage> = (frames_done..frames_done + n).map(|i| &clip[i % clip.len()]).collect();
+
         let t = Instant::now();
-        let mut images = Vec::with_capacity(batch);
-        while images.len() < batch.min(target - frames_done) {
-            match source.next() {
-                Some(frame) => images.push(frame.unwrap().image),
-                None => source = open(&InputSpec::Video(clip.clone())).unwrap(),
-            }
-        }
+        let pictures: Vec<DecodedPicture> = images.iter().map(|im| DecodedPicture::from_rgb(im)).collect();
+        let on_device = pictures_to_rgb(&pictures, &device).unwrap();
         stage[0] += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
-        let pictures: Vec<DecodedPicture> = images.iter().map(DecodedPicture::from_rgb).collect();
-        let on_device = pictures_to_rgb(&pictures, &device).unwrap();
+        let faces = detector.detect_batch(&images);
         stage[1] += t.elapsed().as_secs_f64();
-
-        let t = Instant::now();
-        let refs: Vec<&image::RgbImage> = images.iter().collect();
-        let faces = detector.detect_batch(&refs);
-        stage[2] += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
         let requests: Vec<FaceCrop> = faces
@@ -249,22 +312,26 @@ fn bench_end_to_end() {
             .flat_map(|(f, found)| found.iter().map(move |d| (f, d.landmarks)))
             .map(|(f, lm)| FaceCrop::from_landmarks(f, &lm, &template))
             .collect();
-        let input = (!requests.is_empty()).then(|| face_crops(on_device, &requests, &style).unwrap());
-        stage[3] += t.elapsed().as_secs_f64();
+        let input =
+            (!requests.is_empty()).then(|| face_crops(on_device, &requests, &style).unwrap());
+        stage[2] += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
         if let Some(input) = input {
             let _ = softmax(model.vit().forward(input), 1).into_data();
         }
-        stage[4] += t.elapsed().as_secs_f64();
+        stage[3] += t.elapsed().as_secs_f64();
         frames_done += images.len();
         faces_done += requests.len();
     }
     let total = start.elapsed().as_secs_f64();
-    let per_stage: serde_json::Map<String, serde_json::Value> =
-        names.iter().zip(stage).map(|(n, s)| (n.to_string(), json!(s))).collect();
+    let per_stage: serde_json::Map<String, serde_json::Value> = names
+        .iter()
+        .zip(stage)
+        .map(|(n, s)| (n.to_string(), json!(s)))
+        .collect();
     record(json!({
-        "bench": "end_to_end", "clip": clip.display().to_string(), "frames": frames_done, "faces": faces_done,
+        "bench": "end_to_end", "distinct_frames": clip.len(), "frames": frames_done, "faces": faces_done,
         "batch": batch, "frames_per_s": frames_done as f64 / total, "seconds": total,
         "seconds_per_stage": per_stage, "model": model.config().name, "device": description,
     }));
@@ -272,11 +339,10 @@ fn bench_end_to_end() {
     // P-Net over the GPU-built pyramid of the same batches: the detector's first stage
     // as it runs once `FaceDetector` takes device pyramids (see `crate::gpu` docs).
     let pnet = PNet::load(&root().join("models/mtcnn/pnet.safetensors"), &device).unwrap();
-    let mut source = open(&InputSpec::Video(clip.clone())).unwrap();
-    let images: Vec<image::RgbImage> = (0..batch).map_while(|_| source.next()).map(|f| f.unwrap().image).collect();
+    let images: Vec<&image::RgbImage> = clip.iter().cycle().take(batch).collect();
     let (w, h) = images[0].dimensions();
     let scales = pyramid_scales(w, h, 20.0, 0.709);
-    let pictures: Vec<DecodedPicture> = images.iter().map(DecodedPicture::from_rgb).collect();
+    let pictures: Vec<DecodedPicture> = images.iter().map(|im| DecodedPicture::from_rgb(im)).collect();
     let (runs, secs) = time_loop(2, Duration::from_secs(3), || {
         let frames = pictures_to_rgb(&pictures, &device).unwrap();
         for level in mtcnn_pyramid(frames, &scales).unwrap() {

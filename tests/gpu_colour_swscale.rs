@@ -13,9 +13,9 @@ mod gpu_common;
 
 use std::path::Path;
 
-use ffmpeg_next as ffmpeg;
 use ffmpeg::format::Pixel;
 use ffmpeg::software::scaling;
+use ffmpeg_next as ffmpeg;
 use gpu_common::Rng;
 use mimic::decode::{InputSpec, open};
 use mimic::gpu::colour::{DecodedPicture, PixelLayout, YuvMatrix, convert_reference};
@@ -23,8 +23,16 @@ use mimic::gpu::colour::{DecodedPicture, PixelLayout, YuvMatrix, convert_referen
 /// swscale as the decoder sets it up: bilinear flags, the stream's matrix and range.
 fn swscale_rgb(frame: &ffmpeg::frame::Video, colorspace: i32, full_range: bool) -> image::RgbImage {
     let (w, h) = (frame.width(), frame.height());
-    let mut scaler =
-        scaling::Context::get(frame.format(), w, h, Pixel::RGB24, w, h, scaling::Flags::BILINEAR).unwrap();
+    let mut scaler = scaling::Context::get(
+        frame.format(),
+        w,
+        h,
+        Pixel::RGB24,
+        w,
+        h,
+        scaling::Flags::BILINEAR,
+    )
+    .unwrap();
     // SAFETY: as in decode::video_file: static coefficient tables, our own context.
     unsafe {
         let src = ffmpeg::ffi::sws_getCoefficients(colorspace);
@@ -53,11 +61,23 @@ fn swscale_rgb(frame: &ffmpeg::frame::Video, colorspace: i32, full_range: bool) 
 /// The picture of a decoded 4:2:0 frame, planes as FFmpeg holds them (padded strides).
 fn picture_of(frame: &ffmpeg::frame::Video, matrix: YuvMatrix) -> DecodedPicture {
     let planes: Vec<(&[u8], usize)> = (0..3).map(|k| (frame.data(k), frame.stride(k))).collect();
-    DecodedPicture::from_planes(PixelLayout::Yuv420p, frame.width(), frame.height(), &planes, matrix).unwrap()
+    DecodedPicture::from_planes(
+        PixelLayout::Yuv420p,
+        frame.width(),
+        frame.height(),
+        &planes,
+        matrix,
+    )
+    .unwrap()
 }
 
 fn levels_apart(a: &image::RgbImage, b: &image::RgbImage) -> u8 {
-    a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| x.abs_diff(*y)).max().unwrap_or(0)
+    a.as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0)
 }
 
 #[test]
@@ -65,9 +85,19 @@ fn twin_equals_swscale_on_random_420_pictures_of_even_height() {
     ffmpeg::init().unwrap();
     let mut rng = Rng::new(11);
     // AVCOL_SPC_BT709 = 1, unspecified = 2 (BT.601), SMPTE170M = 6, BT2020_NCL = 9.
-    for (k, &(w, h)) in [(2, 2), (1, 2), (3, 2), (15, 8), (16, 8), (17, 10), (64, 36), (101, 54), (640, 360)]
-        .iter()
-        .enumerate()
+    for (k, &(w, h)) in [
+        (2, 2),
+        (1, 2),
+        (3, 2),
+        (15, 8),
+        (16, 8),
+        (17, 10),
+        (64, 36),
+        (101, 54),
+        (640, 360),
+    ]
+    .iter()
+    .enumerate()
     {
         let colorspace = [1, 2, 6, 9][k % 4];
         let full_range = k % 3 == 0;
@@ -77,9 +107,16 @@ fn twin_equals_swscale_on_random_420_pictures_of_even_height() {
             frame.data_mut(p).copy_from_slice(&rng.bytes(n));
         }
         let want = swscale_rgb(&frame, colorspace, full_range);
-        let got = convert_reference(&picture_of(&frame, YuvMatrix::for_ffmpeg_colorspace(colorspace, full_range))).unwrap();
+        let got = convert_reference(&picture_of(
+            &frame,
+            YuvMatrix::for_ffmpeg_colorspace(colorspace, full_range),
+        ))
+        .unwrap();
         let apart = levels_apart(&got, &want);
-        assert_eq!(apart, 0, "{w}x{h}, colorspace {colorspace}, full range {full_range}: {apart} levels apart");
+        assert_eq!(
+            apart, 0,
+            "{w}x{h}, colorspace {colorspace}, full range {full_range}: {apart} levels apart"
+        );
     }
 }
 
@@ -94,12 +131,13 @@ fn twin_equals_the_decoders_rgb_frames_of_the_clip() {
     let context = ffmpeg::codec::context::Context::from_parameters(stream.parameters()).unwrap();
     let mut decoder = context.decoder().video().unwrap();
     let mut yuv = Vec::new();
-    let mut receive = |decoder: &mut ffmpeg::decoder::Video, yuv: &mut Vec<image::RgbImage>| {
+    let receive = |decoder: &mut ffmpeg::decoder::Video, yuv: &mut Vec<image::RgbImage>| {
         let mut frame = ffmpeg::frame::Video::empty();
         while decoder.receive_frame(&mut frame).is_ok() {
             assert_eq!(frame.format(), Pixel::YUV420P);
             // SAFETY: plain fields of a frame the decoder just filled.
-            let (colorspace, range) = unsafe { ((*frame.as_ptr()).colorspace, (*frame.as_ptr()).color_range) };
+            let (colorspace, range) =
+                unsafe { ((*frame.as_ptr()).colorspace, (*frame.as_ptr()).color_range) };
             let full = range == ffmpeg::ffi::AVColorRange::AVCOL_RANGE_JPEG;
             let matrix = YuvMatrix::for_ffmpeg_colorspace(colorspace as i32, full);
             yuv.push(convert_reference(&picture_of(&frame, matrix)).unwrap());
@@ -119,6 +157,10 @@ fn twin_equals_the_decoders_rgb_frames_of_the_clip() {
     assert_eq!(rgb.len(), yuv.len(), "frame counts differ");
     assert!(rgb.len() >= 30);
     for (i, (a, b)) in yuv.iter().zip(&rgb).enumerate() {
-        assert_eq!(levels_apart(a, b), 0, "frame {i} differs from the decoder's RGB");
+        assert_eq!(
+            levels_apart(a, b),
+            0,
+            "frame {i} differs from the decoder's RGB"
+        );
     }
 }

@@ -40,18 +40,29 @@ fn mtcnn_dir() -> Option<PathBuf> {
     if dir.join("pnet.safetensors").is_file() {
         Some(dir)
     } else {
-        eprintln!("SKIPPED: no MTCNN weights in {} (run scripts/convert_mtcnn.py)", dir.display());
+        eprintln!(
+            "SKIPPED: no MTCNN weights in {} (run scripts/convert_mtcnn.py)",
+            dir.display()
+        );
         None
     }
 }
 
 fn fixture_image(name: &str) -> image::RgbImage {
-    image::open(root().join("tests/fixtures/mtcnn").join(name)).unwrap().to_rgb8()
+    image::open(root().join("tests/fixtures/mtcnn").join(name))
+        .unwrap()
+        .to_rgb8()
 }
 
 /// Pairs each CPU face with the GPU face of nearest box; panics past the bounds.
 fn assert_same_faces(cpu: &[FaceDetection], gpu: &[FaceDetection], what: &str) {
-    assert_eq!(cpu.len(), gpu.len(), "{what}: {} faces on the CPU, {} on the GPU", cpu.len(), gpu.len());
+    assert_eq!(
+        cpu.len(),
+        gpu.len(),
+        "{what}: {} faces on the CPU, {} on the GPU",
+        cpu.len(),
+        gpu.len()
+    );
     for c in cpu {
         let g = gpu
             .iter()
@@ -70,9 +81,24 @@ fn assert_same_faces(cpu: &[FaceDetection], gpu: &[FaceDetection], what: &str) {
             .zip(&g.landmarks)
             .map(|(a, b)| (a[0] - b[0]).abs().max((a[1] - b[1]).abs()))
             .fold(0.0, f32::max);
-        assert!((c.score - g.score).abs() <= 1e-3, "{what}: score {} vs {}", c.score, g.score);
-        assert!(box_diff <= 0.05, "{what}: boxes {:?} vs {:?}", c.bbox, g.bbox);
-        assert!(lm_diff <= 0.05, "{what}: landmarks {:?} vs {:?}", c.landmarks, g.landmarks);
+        assert!(
+            (c.score - g.score).abs() <= 1e-3,
+            "{what}: score {} vs {}",
+            c.score,
+            g.score
+        );
+        assert!(
+            box_diff <= 0.05,
+            "{what}: boxes {:?} vs {:?}",
+            c.bbox,
+            g.bbox
+        );
+        assert!(
+            lm_diff <= 0.05,
+            "{what}: landmarks {:?} vs {:?}",
+            c.landmarks,
+            g.landmarks
+        );
     }
 }
 
@@ -82,7 +108,10 @@ fn mtcnn_on_wgpu_finds_the_faces_it_finds_on_the_cpu() {
     let Some(dir) = mtcnn_dir() else { return };
     let cpu = FaceDetector::load(&dir, MtcnnConfig::default(), &Device::flex()).unwrap();
     let gpu = FaceDetector::load(&dir, MtcnnConfig::default(), &device).unwrap();
-    let images = [fixture_image("frame_000.png"), fixture_image("frame_240.png")];
+    let images = [
+        fixture_image("frame_000.png"),
+        fixture_image("frame_240.png"),
+    ];
     let refs: Vec<&image::RgbImage> = images.iter().collect();
     let on_cpu = cpu.detect_batch(&refs);
     let on_gpu = gpu.detect_batch(&refs);
@@ -106,7 +135,10 @@ fn pnet_on_the_shader_pyramid_equals_pnet_on_the_cpu_pyramid() {
     let pnet_cpu = PNet::load(&dir.join("pnet.safetensors"), &Device::flex()).unwrap();
     let frames = pictures_to_rgb(&[DecodedPicture::from_rgb(&image)], &device).unwrap();
     // The coarse end of the pyramid keeps the test quick on a software adapter.
-    let scales: Vec<f64> = pyramid_scales(w, h, 20.0, 0.709).into_iter().skip(3).collect();
+    let scales: Vec<f64> = pyramid_scales(w, h, 20.0, 0.709)
+        .into_iter()
+        .skip(3)
+        .collect();
     let levels = mtcnn_pyramid(frames, &scales).unwrap();
     let integral = IntegralImage::new(&image);
     for (level, &scale) in levels.into_iter().zip(&scales) {
@@ -115,13 +147,21 @@ fn pnet_on_the_shader_pyramid_equals_pnet_on_the_cpu_pyramid() {
         integral.resize_area_normalised(integral.full_rect(), lh, lw, &mut cpu_input);
         let shape = [1, 3, lh, lw];
         let (_, p_shader) = pnet_gpu.forward(level);
-        let (_, p_upload) =
-            pnet_gpu.forward(Tensor::from_data(TensorData::new(cpu_input.clone(), shape), &device));
-        let (_, p_cpu) = pnet_cpu.forward(Tensor::from_data(TensorData::new(cpu_input, shape), &Device::flex()));
+        let (_, p_upload) = pnet_gpu.forward(Tensor::from_data(
+            TensorData::new(cpu_input.clone(), shape),
+            &device,
+        ));
+        let (_, p_cpu) = pnet_cpu.forward(Tensor::from_data(
+            TensorData::new(cpu_input, shape),
+            &Device::flex(),
+        ));
         let (p_shader, p_upload, p_cpu) = (host(p_shader), host(p_upload), host(p_cpu));
         let (same_device, _) = max_abs_diff(&p_shader, &p_upload);
         let (across, _) = max_abs_diff(&p_shader, &p_cpu);
-        assert!(same_device <= 1e-4, "scale {scale}: shader vs uploaded pyramid {same_device}");
+        assert!(
+            same_device <= 1e-4,
+            "scale {scale}: shader vs uploaded pyramid {same_device}"
+        );
         assert!(across <= 1e-3, "scale {scale}: wgpu vs CPU {across}");
     }
 }
@@ -149,7 +189,9 @@ fn random_model(dir: &Path) -> ModelConfig {
         burn::tensor::Distribution::Normal(0.0, 0.5),
         &device,
     ));
-    ExpressionModel::from_parts(model, config.clone(), &device).save(dir, "test\n").unwrap();
+    ExpressionModel::from_parts(model, config.clone(), &device)
+        .save(dir, "test\n")
+        .unwrap();
     config
 }
 
@@ -168,22 +210,37 @@ fn vit_on_gpu_face_crops_gives_the_cpu_paths_probabilities() {
     let frames: Vec<image::RgbImage> = (0..2).map(|_| rng.textured_image(120, 90)).collect();
     let faces: Vec<(usize, [[f32; 2]; 5])> = (0..6)
         .map(|i| {
-            let (cx, cy, s) = (rng.uniform(20.0, 100.0), rng.uniform(15.0, 75.0), rng.uniform(0.5, 1.5));
-            let lm = [[-10.0, -8.0], [10.0, -8.0], [0.0, 2.0], [-8.0, 12.0], [8.0, 12.0]]
-                .map(|[x, y]| [cx + s * x, cy + s * y]);
+            let (cx, cy, s) = (
+                rng.uniform(20.0, 100.0),
+                rng.uniform(15.0, 75.0),
+                rng.uniform(0.5, 1.5),
+            );
+            let lm = [
+                [-10.0, -8.0],
+                [10.0, -8.0],
+                [0.0, 2.0],
+                [-8.0, 12.0],
+                [8.0, 12.0],
+            ]
+            .map(|[x, y]| [cx + s * x, cy + s * y]);
             (i % 2, lm)
         })
         .collect();
 
     // CPU path: 8-bit aligned crops, then the model's own pre-processing.
-    let crops: Vec<image::RgbImage> =
-        faces.iter().map(|(f, lm)| align::align_face(&frames[*f], lm, &template, size)).collect();
+    let crops: Vec<image::RgbImage> = faces
+        .iter()
+        .map(|(f, lm)| align::align_face(&frames[*f], lm, &template, size))
+        .collect();
     let want: Vec<f32> = cpu.predict_probs(&crops).concat();
 
     // GPU path: frames uploaded once, crops and normalisation in the shader.
     let pictures: Vec<DecodedPicture> = frames.iter().map(DecodedPicture::from_rgb).collect();
     let on_device = pictures_to_rgb(&pictures, &device).unwrap();
-    let requests: Vec<FaceCrop> = faces.iter().map(|(f, lm)| FaceCrop::from_landmarks(*f, lm, &template)).collect();
+    let requests: Vec<FaceCrop> = faces
+        .iter()
+        .map(|(f, lm)| FaceCrop::from_landmarks(*f, lm, &template))
+        .collect();
     let input = face_crops(on_device, &requests, &CropStyle::of_model(gpu.config())).unwrap();
     let got = host(softmax(gpu.vit().forward(input), 1));
 

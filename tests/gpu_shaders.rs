@@ -21,10 +21,26 @@ use mimic::mtcnn::boxes::{CropRect, pyramid_scales, scaled_size};
 use mimic::mtcnn::resample::IntegralImage;
 
 /// Odd, even, 1-pixel and thin sizes `(width, height)`.
-const SIZES: [(u32, u32); 9] = [(1, 1), (2, 2), (3, 1), (1, 5), (7, 3), (17, 9), (64, 35), (33, 48), (130, 67)];
+const SIZES: [(u32, u32); 9] = [
+    (1, 1),
+    (2, 2),
+    (3, 1),
+    (1, 5),
+    (7, 3),
+    (17, 9),
+    (64, 35),
+    (33, 48),
+    (130, 67),
+];
 
 /// A picture of `layout` with random bytes and rows padded to a random stride.
-fn random_picture(rng: &mut Rng, layout: PixelLayout, w: u32, h: u32, matrix: YuvMatrix) -> DecodedPicture {
+fn random_picture(
+    rng: &mut Rng,
+    layout: PixelLayout,
+    w: u32,
+    h: u32,
+    matrix: YuvMatrix,
+) -> DecodedPicture {
     let (w, h) = (w as usize, h as usize);
     let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
     let extents: Vec<(usize, usize)> = match layout {
@@ -48,14 +64,21 @@ fn decoded_to_rgb_shader_equals_its_cpu_twin_exactly() {
     // Bound: exact. Both compute swscale's 16-bit fixed point in integers.
     let Some(device) = gpu_device() else { return };
     let mut rng = Rng::new(1);
-    let matrices = [YuvMatrix::bt601(false), YuvMatrix::bt709(false), YuvMatrix::bt709(true)];
+    let matrices = [
+        YuvMatrix::bt601(false),
+        YuvMatrix::bt709(false),
+        YuvMatrix::bt709(true),
+    ];
     for (k, &(w, h)) in SIZES.iter().enumerate() {
         for layout in [PixelLayout::Yuv420p, PixelLayout::Nv12, PixelLayout::Rgb24] {
             let picture = random_picture(&mut rng, layout, w, h, matrices[k % matrices.len()]);
             let want = rgb_planes(&convert_reference(&picture).unwrap());
             let got = host(decoded_to_rgb(&picture, &device).unwrap());
             let (diff, at) = max_abs_diff(&got, &want);
-            assert_eq!(diff, 0.0, "{layout:?} {w}x{h}: differs by {diff} at value {at}");
+            assert_eq!(
+                diff, 0.0,
+                "{layout:?} {w}x{h}: differs by {diff} at value {at}"
+            );
         }
     }
 }
@@ -65,16 +88,30 @@ fn pictures_of_a_batch_stack_in_order() {
     let Some(device) = gpu_device() else { return };
     let mut rng = Rng::new(2);
     let pictures: Vec<DecodedPicture> = (0..3)
-        .map(|_| random_picture(&mut rng, PixelLayout::Yuv420p, 6, 4, YuvMatrix::bt601(false)))
+        .map(|_| {
+            random_picture(
+                &mut rng,
+                PixelLayout::Yuv420p,
+                6,
+                4,
+                YuvMatrix::bt601(false),
+            )
+        })
         .collect();
     let batch = pictures_to_rgb(&pictures, &device).unwrap();
     assert_eq!(batch.dims(), [3, 3, 4, 6]);
-    let want: Vec<f32> = pictures.iter().flat_map(|p| rgb_planes(&convert_reference(p).unwrap())).collect();
+    let want: Vec<f32> = pictures
+        .iter()
+        .flat_map(|p| rgb_planes(&convert_reference(p).unwrap()))
+        .collect();
     assert_eq!(host(batch), want);
 }
 
 /// Frames on the device as `[n, 3, h, w]` and their integral images for the CPU twin.
-fn frames_both_ways(device: &burn::tensor::Device, images: &[image::RgbImage]) -> (Tensor<4>, Vec<IntegralImage>) {
+fn frames_both_ways(
+    device: &burn::tensor::Device,
+    images: &[image::RgbImage],
+) -> (Tensor<4>, Vec<IntegralImage>) {
     let (w, h) = (images[0].width() as usize, images[0].height() as usize);
     let data: Vec<f32> = images.iter().flat_map(rgb_planes).collect();
     let tensor = Tensor::from_data(TensorData::new(data, [images.len(), 3, h, w]), device);
@@ -84,7 +121,12 @@ fn frames_both_ways(device: &burn::tensor::Device, images: &[image::RgbImage]) -
 /// A random rectangle inside a `w x h` frame.
 fn random_rect(rng: &mut Rng, w: usize, h: usize) -> CropRect {
     let (x0, y0) = (rng.below(w), rng.below(h));
-    CropRect { x0, y0, x1: x0 + 1 + rng.below(w - x0), y1: y0 + 1 + rng.below(h - y0) }
+    CropRect {
+        x0,
+        y0,
+        x1: x0 + 1 + rng.below(w - x0),
+        y1: y0 + 1 + rng.below(h - y0),
+    }
 }
 
 #[test]
@@ -104,10 +146,35 @@ fn area_resize_shader_matches_the_cpu_resampler_within_1e_6() {
             let rect = random_rect(&mut rng, wu, hu);
             let out_h = 1 + rng.below(3 * rect.height());
             let out_w = 1 + rng.below(3 * rect.width());
-            jobs.push(AreaJob { frame: rng.below(2), rect, out_h, out_w });
+            jobs.push(AreaJob {
+                frame: rng.below(2),
+                rect,
+                out_h,
+                out_w,
+            });
         }
-        jobs.push(AreaJob { frame: 1, rect: CropRect { x0: 0, y0: 0, x1: wu, y1: hu }, out_h: hu, out_w: wu });
-        jobs.push(AreaJob { frame: 0, rect: CropRect { x0: wu - 1, y0: hu - 1, x1: wu, y1: hu }, out_h: 2, out_w: 3 });
+        jobs.push(AreaJob {
+            frame: 1,
+            rect: CropRect {
+                x0: 0,
+                y0: 0,
+                x1: wu,
+                y1: hu,
+            },
+            out_h: hu,
+            out_w: wu,
+        });
+        jobs.push(AreaJob {
+            frame: 0,
+            rect: CropRect {
+                x0: wu - 1,
+                y0: hu - 1,
+                x1: wu,
+                y1: hu,
+            },
+            out_h: 2,
+            out_w: 3,
+        });
         let got = host(area_resize(frames, &jobs).unwrap());
         let want = area_resize_reference(&integrals, &jobs);
         let (diff, at) = max_abs_diff(&got, &want);
@@ -148,9 +215,19 @@ fn mtcnn_box_crops_match_the_cpu_crops() {
     let mut rng = Rng::new(5);
     let images: Vec<_> = (0..2).map(|_| rng.textured_image(75, 51)).collect();
     let (frames, integrals) = frames_both_ways(&device, &images);
-    let crops: Vec<(usize, CropRect)> = (0..40).map(|_| (rng.below(2), random_rect(&mut rng, 75, 51))).collect();
+    let crops: Vec<(usize, CropRect)> = (0..40)
+        .map(|_| (rng.below(2), random_rect(&mut rng, 75, 51)))
+        .collect();
     let got = host(mtcnn_crops(frames, &crops, 24).unwrap());
-    let jobs: Vec<AreaJob> = crops.iter().map(|&(frame, rect)| AreaJob { frame, rect, out_h: 24, out_w: 24 }).collect();
+    let jobs: Vec<AreaJob> = crops
+        .iter()
+        .map(|&(frame, rect)| AreaJob {
+            frame,
+            rect,
+            out_h: 24,
+            out_w: 24,
+        })
+        .collect();
     let (diff, at) = max_abs_diff(&got, &area_resize_reference(&integrals, &jobs));
     assert!(diff <= 1e-6, "differs by {diff} at value {at}");
 }
@@ -185,10 +262,19 @@ fn face_crops_shader_matches_align_and_normalize() {
             std: [0.229, 0.224, 0.225],
         };
         let mut crops: Vec<FaceCrop> = (0..9)
-            .map(|_| FaceCrop { frame: rng.below(2), to_frame: Some(random_similarity(&mut rng, w, h)) })
+            .map(|_| FaceCrop {
+                frame: rng.below(2),
+                to_frame: Some(random_similarity(&mut rng, w, h)),
+            })
             .collect();
-        crops.push(FaceCrop { frame: 0, to_frame: Some(Similarity::IDENTITY) });
-        crops.push(FaceCrop { frame: 1, to_frame: None });
+        crops.push(FaceCrop {
+            frame: 0,
+            to_frame: Some(Similarity::IDENTITY),
+        });
+        crops.push(FaceCrop {
+            frame: 1,
+            to_frame: None,
+        });
         let got = host(face_crops(frames, &crops, &style).unwrap());
         let want = face_crops_reference(&images, &crops, &style);
         let level = 1.0 / (255.0 * 0.224) + 1e-5;
@@ -201,10 +287,17 @@ fn face_crops_shader_matches_align_and_normalize() {
             }
         }
         let fraction = off_by_a_level as f64 / got.len() as f64;
-        assert!(fraction <= 0.005, "{w}x{h}: {off_by_a_level} of {} values off by a level", got.len());
+        assert!(
+            fraction <= 0.005,
+            "{w}x{h}: {off_by_a_level} of {} values off by a level",
+            got.len()
+        );
         worst_fraction = worst_fraction.max(fraction);
     }
-    eprintln!("face crops: at most {:.4} % of values off by one 8-bit level (bound 0.5 %)", 100.0 * worst_fraction);
+    eprintln!(
+        "face crops: at most {:.4} % of values off by one 8-bit level (bound 0.5 %)",
+        100.0 * worst_fraction
+    );
 }
 
 #[test]
@@ -217,24 +310,52 @@ fn face_crops_of_real_landmarks_equal_the_cpu_alignment() {
     let (frames, _) = frames_both_ways(&device, std::slice::from_ref(&image));
     let template = align::scale_template(&align::ARCFACE_112, 112, 32);
     let landmarks = [
-        [[80.0, 60.0], [120.0, 62.0], [100.0, 85.0], [84.0, 105.0], [117.0, 106.0]],
+        [
+            [80.0, 60.0],
+            [120.0, 62.0],
+            [100.0, 85.0],
+            [84.0, 105.0],
+            [117.0, 106.0],
+        ],
         // A face half out of the frame, tilted.
-        [[-10.0, 20.0], [25.0, 5.0], [15.0, 35.0], [5.0, 60.0], [35.0, 48.0]],
-        // Degenerate: all points equal.
+        [
+            [-10.0, 20.0],
+            [25.0, 5.0],
+            [15.0, 35.0],
+            [5.0, 60.0],
+            [35.0, 48.0],
+        ],
+        // All points equal: `align` falls back to a pure translation.
         [[50.0, 50.0]; 5],
     ];
-    let crops: Vec<FaceCrop> = landmarks.iter().map(|l| FaceCrop::from_landmarks(0, l, &template)).collect();
-    assert!(crops[2].to_frame.is_none());
-    let style = CropStyle { size: 32, grey: true, mean: [0.5; 3], std: [0.25; 3] };
+    let crops: Vec<FaceCrop> = landmarks
+        .iter()
+        .map(|l| FaceCrop::from_landmarks(0, l, &template))
+        .collect();
+    let style = CropStyle {
+        size: 32,
+        grey: true,
+        mean: [0.5; 3],
+        std: [0.25; 3],
+    };
     let got = host(face_crops(frames, &crops, &style).unwrap());
     let mut want = Vec::new();
     for l in &landmarks {
         let aligned = align::align_face(&image, l, &template, 32);
-        want.extend(mimic::model::normalize_crop(&aligned, true, style.mean, style.std));
+        want.extend(mimic::model::normalize_crop(
+            &aligned, true, style.mean, style.std,
+        ));
     }
     let level = 1.0 / (255.0 * 0.25) + 1e-5;
-    let off = got.iter().zip(&want).filter(|(g, r)| (*g - *r).abs() > 1e-5).count();
+    let off = got
+        .iter()
+        .zip(&want)
+        .filter(|(g, r)| (*g - *r).abs() > 1e-5)
+        .count();
     let (diff, at) = max_abs_diff(&got, &want);
     assert!(diff <= level, "differs by {diff} at value {at}");
-    assert!(off as f64 <= 0.005 * got.len() as f64, "{off} values off by a level");
+    assert!(
+        off as f64 <= 0.005 * got.len() as f64,
+        "{off} values off by a level"
+    );
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 use mimic::decode::{self, InputSpec};
+use mimic::frame::{Frame, RgbImage};
 use mimic::geometry::{BBox, FaceDetection};
 use mimic::mtcnn::{FaceDetector, MtcnnConfig};
 use mimic::track::assign::{Candidate, max_affinity_matching};
@@ -17,6 +18,8 @@ use serde::Deserialize;
 
 /// IoU at which a detection is taken to be an annotated face.
 const MATCH_IOU: f32 = 0.5;
+/// Frames per detector call.
+const BATCH: usize = 8;
 
 #[derive(Deserialize)]
 struct Annotation {
@@ -42,8 +45,7 @@ fn root() -> PathBuf {
 
 fn annotation() -> Annotation {
     let path = root().join("tests/fixtures/tracking/clip_identities.json");
-    let text =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -67,17 +69,23 @@ fn detect_clip() -> Vec<DetectedFrame> {
     let clip = root().join("tests/fixtures/clip.mp4");
     let source = decode::open(&InputSpec::Video(clip.clone()))
         .unwrap_or_else(|e| panic!("{}: {e}", clip.display()));
-    source
-        .map(|frame| {
-            let frame = frame.unwrap_or_else(|e| panic!("{}: {e}", clip.display()));
-            DetectedFrame {
+    let decoded: Vec<Frame> = source
+        .map(|frame| frame.unwrap_or_else(|e| panic!("{}: {e}", clip.display())))
+        .collect();
+    // Frames in batches, as the pipeline does (P-Net passes are shared).
+    let mut out = Vec::new();
+    for batch in decoded.chunks(BATCH) {
+        let images: Vec<&RgbImage> = batch.iter().map(|f| &f.image).collect();
+        for (frame, detections) in batch.iter().zip(detector.detect_batch(&images)) {
+            out.push(DetectedFrame {
                 index: frame.index,
                 pts_ms: frame.pts_ms,
-                detections: detector.detect(&frame.image),
+                detections,
                 cut: cuts.is_cut(&frame.image),
-            }
-        })
-        .collect()
+            });
+        }
+    }
+    out
 }
 
 /// How the track ids compare with the annotated identities.
@@ -106,7 +114,9 @@ fn score(frames: &[DetectedFrame], truth: &Annotation, use_cuts: bool) -> Score 
             tracker.new_shot();
         }
         let assignments = tracker.update(frame.pts_ms, &frame.detections, None);
-        let Some(annotated) = truth.get(&frame.index) else { continue };
+        let Some(annotated) = truth.get(&frame.index) else {
+            continue;
+        };
         let mut candidates = Vec::new();
         for (row, face) in annotated.faces.iter().enumerate() {
             let [x1, y1, x2, y2] = face.bbox;
@@ -114,7 +124,11 @@ fn score(frames: &[DetectedFrame], truth: &Annotation, use_cuts: bool) -> Score 
             for (col, det) in frame.detections.iter().enumerate() {
                 let iou = truth_box.iou(&det.bbox);
                 if iou >= MATCH_IOU {
-                    candidates.push(Candidate { row, col, affinity: iou });
+                    candidates.push(Candidate {
+                        row,
+                        col,
+                        affinity: iou,
+                    });
                 }
             }
         }
@@ -128,13 +142,21 @@ fn score(frames: &[DetectedFrame], truth: &Annotation, use_cuts: bool) -> Score 
             if let Some(&old) = last_id.get(identity)
                 && old != id
             {
-                score.switches.push((frame.index, identity.clone(), old, id));
+                score
+                    .switches
+                    .push((frame.index, identity.clone(), old, id));
             }
             last_id.insert(identity.clone(), id);
-            identities_of.entry(id).or_default().insert(identity.clone());
+            identities_of
+                .entry(id)
+                .or_default()
+                .insert(identity.clone());
         }
     }
-    score.merged = identities_of.into_iter().filter(|(_, who)| who.len() > 1).collect();
+    score.merged = identities_of
+        .into_iter()
+        .filter(|(_, who)| who.len() > 1)
+        .collect();
     score
 }
 
@@ -144,7 +166,11 @@ fn tracking_the_fixture_clip_makes_no_identity_switch() {
     let frames = detect_clip();
     assert_eq!(frames.len(), 60, "frames decoded from clip.mp4");
     let cuts: Vec<u64> = frames.iter().filter(|f| f.cut).map(|f| f.index).collect();
-    assert_eq!(cuts, vec![27], "the clip cuts once, from the performer to the audience");
+    assert_eq!(
+        cuts,
+        vec![27],
+        "the clip cuts once, from the performer to the audience"
+    );
 
     let with_cuts = score(&frames, &truth, true);
     println!("with shot cuts: {with_cuts:?}");
@@ -155,8 +181,16 @@ fn tracking_the_fixture_clip_makes_no_identity_switch() {
         with_cuts.matched,
         with_cuts.annotated
     );
-    assert!(with_cuts.switches.is_empty(), "identity switches: {:?}", with_cuts.switches);
-    assert!(with_cuts.merged.is_empty(), "ids shared by several people: {:?}", with_cuts.merged);
+    assert!(
+        with_cuts.switches.is_empty(),
+        "identity switches: {:?}",
+        with_cuts.switches
+    );
+    assert!(
+        with_cuts.merged.is_empty(),
+        "ids shared by several people: {:?}",
+        with_cuts.merged
+    );
 
     // And the cut is what keeps the performer's id off the audience: by motion
     // alone his track carries on onto the man whose face overlaps his box.
@@ -164,6 +198,9 @@ fn tracking_the_fixture_clip_makes_no_identity_switch() {
     println!("motion only: {motion_only:?}");
     assert_eq!(
         motion_only.merged.values().cloned().collect::<Vec<_>>(),
-        vec![BTreeSet::from(["man_centre".to_string(), "performer".to_string()])],
+        vec![BTreeSet::from([
+            "man_centre".to_string(),
+            "performer".to_string()
+        ])],
     );
 }

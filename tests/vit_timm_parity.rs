@@ -73,7 +73,7 @@ fn check(pool: &str) {
     let features = vit.pool(vit.forward_features(x.clone()));
     let logits = vit.forward(x);
     for (name, ours) in [("features", features), ("logits", logits)] {
-        let ours = ours.into_data().into_vec::<f32>().unwrap();
+        let ours = ours.into_data().try_into_vec::<f32>().unwrap();
         let theirs = &outputs.tensors[name].1;
         assert_eq!(ours.len(), theirs.len(), "{pool} {name}");
         let max_diff = ours
@@ -85,7 +85,10 @@ fn check(pool: &str) {
             max_diff < TOLERANCE,
             "{pool} {name}: max |ours - timm| = {max_diff}"
         );
-        assert!(theirs.iter().any(|v| v.abs() > 0.1), "{pool} {name}: degenerate fixture");
+        assert!(
+            theirs.iter().any(|v| v.abs() > 0.1),
+            "{pool} {name}: degenerate fixture"
+        );
     }
 }
 

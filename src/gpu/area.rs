@@ -44,22 +44,34 @@ impl AreaJob {
 
 /// The jobs' parameter block (see `shaders/area_resize.wgsl`), after checking each job
 /// against the frames' size.
-fn job_words(jobs: &[AreaJob], frames: usize, height: usize, width: usize) -> Result<Vec<u32>, GpuError> {
+fn job_words(
+    jobs: &[AreaJob],
+    frames: usize,
+    height: usize,
+    width: usize,
+) -> Result<Vec<u32>, GpuError> {
     let mut words = Vec::with_capacity(4 + 8 * jobs.len());
     let total: usize = jobs.iter().map(AreaJob::pixels).sum();
     if 3 * total >= u32::MAX as usize || 3 * frames * height * width >= u32::MAX as usize {
-        return Err(GpuError::TooLarge { what: format!("{} resize jobs", jobs.len()) });
+        return Err(GpuError::TooLarge {
+            what: format!("{} resize jobs", jobs.len()),
+        });
     }
     words.extend([jobs.len() as u32, height as u32, width as u32, total as u32]);
     let mut start = 0usize;
     for (j, job) in jobs.iter().enumerate() {
         let r = job.rect;
-        let bad = |why: &str| GpuError::BadJob { index: j, reason: format!("{why}: {job:?}") };
+        let bad = |why: &str| GpuError::BadJob {
+            index: j,
+            reason: format!("{why}: {job:?}"),
+        };
         if job.frame >= frames {
             return Err(bad(&format!("frame out of {frames}")));
         }
         if !(r.x0 < r.x1 && r.y0 < r.y1 && r.x1 <= width && r.y1 <= height) {
-            return Err(bad(&format!("rectangle not inside the {width}x{height} frame")));
+            return Err(bad(&format!(
+                "rectangle not inside the {width}x{height} frame"
+            )));
         }
         if job.out_h == 0 || job.out_w == 0 {
             return Err(bad("empty output"));
@@ -68,7 +80,10 @@ fn job_words(jobs: &[AreaJob], frames: usize, height: usize, width: usize) -> Re
             return Err(bad("averaging window too large for exact f32 sums"));
         }
         words.extend(
-            [start, job.frame, r.x0, r.y0, r.x1, r.y1, job.out_h, job.out_w].map(|v| v as u32),
+            [
+                start, job.frame, r.x0, r.y0, r.x1, r.y1, job.out_h, job.out_w,
+            ]
+            .map(|v| v as u32),
         );
         start += job.pixels();
     }
@@ -80,10 +95,15 @@ fn job_words(jobs: &[AreaJob], frames: usize, height: usize, width: usize) -> Re
 pub fn area_resize(frames: Tensor<4>, jobs: &[AreaJob]) -> Result<Tensor<1>, GpuError> {
     let [n, c, h, w] = frames.dims();
     if c != 3 {
-        return Err(GpuError::BadPicture { reason: format!("frames have {c} channels, not 3") });
+        return Err(GpuError::BadPicture {
+            reason: format!("frames have {c} channels, not 3"),
+        });
     }
     if jobs.is_empty() {
-        return Err(GpuError::BadJob { index: 0, reason: "no jobs".into() });
+        return Err(GpuError::BadJob {
+            index: 0,
+            reason: "no jobs".into(),
+        });
     }
     let words = job_words(jobs, n, h, w)?;
     let total = words[3] as usize;
@@ -120,19 +140,37 @@ pub fn mtcnn_pyramid(frames: Tensor<4>, scales: &[f64]) -> Result<Vec<Tensor<4>>
     if scales.is_empty() {
         return Ok(Vec::new());
     }
-    let full = CropRect { x0: 0, y0: 0, x1: w, y1: h };
-    let sizes: Vec<(usize, usize)> =
-        scales.iter().map(|&s| boxes::scaled_size(w as u32, h as u32, s)).collect();
+    let full = CropRect {
+        x0: 0,
+        y0: 0,
+        x1: w,
+        y1: h,
+    };
+    let sizes: Vec<(usize, usize)> = scales
+        .iter()
+        .map(|&s| boxes::scaled_size(w as u32, h as u32, s))
+        .collect();
     let jobs: Vec<AreaJob> = sizes
         .iter()
-        .flat_map(|&(out_h, out_w)| (0..n).map(move |frame| AreaJob { frame, rect: full, out_h, out_w }))
+        .flat_map(|&(out_h, out_w)| {
+            (0..n).map(move |frame| AreaJob {
+                frame,
+                rect: full,
+                out_h,
+                out_w,
+            })
+        })
         .collect();
     let flat = area_resize(frames, &jobs)?;
     let mut levels = Vec::with_capacity(sizes.len());
     let mut start = 0;
     for (out_h, out_w) in sizes {
         let len = n * 3 * out_h * out_w;
-        levels.push(flat.clone().slice([start..start + len]).reshape([n, 3, out_h, out_w]));
+        levels.push(
+            flat.clone()
+                .slice([start..start + len])
+                .reshape([n, 3, out_h, out_w]),
+        );
         start += len;
     }
     Ok(levels)
@@ -140,10 +178,19 @@ pub fn mtcnn_pyramid(frames: Tensor<4>, scales: &[f64]) -> Result<Vec<Tensor<4>>
 
 /// R-Net / O-Net inputs: each `(frame, rect)` area-resized to `side x side`, one launch:
 /// `frames: [n, 3, h, w]` → `[crops, 3, side, side]`.
-pub fn mtcnn_crops(frames: Tensor<4>, crops: &[(usize, CropRect)], side: usize) -> Result<Tensor<4>, GpuError> {
+pub fn mtcnn_crops(
+    frames: Tensor<4>,
+    crops: &[(usize, CropRect)],
+    side: usize,
+) -> Result<Tensor<4>, GpuError> {
     let jobs: Vec<AreaJob> = crops
         .iter()
-        .map(|&(frame, rect)| AreaJob { frame, rect, out_h: side, out_w: side })
+        .map(|&(frame, rect)| AreaJob {
+            frame,
+            rect,
+            out_h: side,
+            out_w: side,
+        })
         .collect();
     let flat = area_resize(frames, &jobs)?;
     Ok(flat.reshape([crops.len(), 3, side, side]))
@@ -153,8 +200,21 @@ pub fn mtcnn_crops(frames: Tensor<4>, crops: &[(usize, CropRect)], side: usize) 
 mod tests {
     use super::*;
 
-    fn job(frame: usize, x0: usize, y0: usize, x1: usize, y1: usize, out_h: usize, out_w: usize) -> AreaJob {
-        AreaJob { frame, rect: CropRect { x0, y0, x1, y1 }, out_h, out_w }
+    fn job(
+        frame: usize,
+        x0: usize,
+        y0: usize,
+        x1: usize,
+        y1: usize,
+        out_h: usize,
+        out_w: usize,
+    ) -> AreaJob {
+        AreaJob {
+            frame,
+            rect: CropRect { x0, y0, x1, y1 },
+            out_h,
+            out_w,
+        }
     }
 
     #[test]
@@ -172,7 +232,9 @@ mod tests {
 
     #[test]
     fn reference_concatenates_the_cpu_detectors_resizes() {
-        let a = crate::frame::RgbImage::from_fn(5, 4, |x, y| image::Rgb([(x * 40) as u8, (y * 50) as u8, 9]));
+        let a = crate::frame::RgbImage::from_fn(5, 4, |x, y| {
+            image::Rgb([(x * 40) as u8, (y * 50) as u8, 9])
+        });
         let b = crate::frame::RgbImage::from_fn(5, 4, |x, y| image::Rgb([(x + y) as u8, 3, 200]));
         let frames = [IntegralImage::new(&a), IntegralImage::new(&b)];
         let jobs = [job(0, 0, 0, 5, 4, 2, 3), job(1, 1, 1, 4, 3, 4, 4)];

@@ -191,16 +191,43 @@ impl DecodedPicture {
     ) -> Result<Self, GpuError> {
         if planes.len() != layout.plane_count() {
             return Err(GpuError::BadPicture {
-                reason: format!("{layout:?} has {} planes, got {}", layout.plane_count(), planes.len()),
+                reason: format!(
+                    "{layout:?} has {} planes, got {}",
+                    layout.plane_count(),
+                    planes.len()
+                ),
             });
         }
         let mut bytes = Vec::with_capacity(planes.iter().map(|(p, _)| p.len()).sum());
         let mut layout_planes = Vec::with_capacity(planes.len());
-        for (data, stride) in planes {
-            layout_planes.push(Plane { offset: bytes.len(), stride: *stride });
+        for (k, (data, stride)) in planes.iter().enumerate() {
+            let (row_bytes, rows) = layout.plane_extent(k, width as usize, height as usize);
+            let needed = stride
+                .saturating_mul(rows.saturating_sub(1))
+                .saturating_add(row_bytes);
+            if *stride < row_bytes || data.len() < needed {
+                return Err(GpuError::BadPicture {
+                    reason: format!(
+                        "plane {k} of a {width}x{height} {layout:?} picture: {} bytes with stride \
+                         {stride}, needs {needed} with stride >= {row_bytes}",
+                        data.len()
+                    ),
+                });
+            }
+            layout_planes.push(Plane {
+                offset: bytes.len(),
+                stride: *stride,
+            });
             bytes.extend_from_slice(data);
         }
-        let picture = Self { layout, width, height, bytes, planes: layout_planes, matrix };
+        let picture = Self {
+            layout,
+            width,
+            height,
+            bytes,
+            planes: layout_planes,
+            matrix,
+        };
         picture.validate()?;
         Ok(picture)
     }
@@ -212,7 +239,10 @@ impl DecodedPicture {
             width: image.width(),
             height: image.height(),
             bytes: image.as_raw().clone(),
-            planes: vec![Plane { offset: 0, stride: 3 * image.width() as usize }],
+            planes: vec![Plane {
+                offset: 0,
+                stride: 3 * image.width() as usize,
+            }],
             matrix: YuvMatrix::bt601(false),
         }
     }
@@ -225,20 +255,39 @@ impl DecodedPicture {
             return bad(format!("empty picture {w}x{h}"));
         }
         if self.planes.len() != self.layout.plane_count() {
-            return bad(format!("{:?} needs {} planes", self.layout, self.layout.plane_count()));
+            return bad(format!(
+                "{:?} needs {} planes",
+                self.layout,
+                self.layout.plane_count()
+            ));
         }
         for (k, plane) in self.planes.iter().enumerate() {
             let (row_bytes, rows) = self.layout.plane_extent(k, w, h);
             if plane.stride < row_bytes {
-                return bad(format!("plane {k}: stride {} < row of {row_bytes} bytes", plane.stride));
+                return bad(format!(
+                    "plane {k}: stride {} < row of {row_bytes} bytes",
+                    plane.stride
+                ));
             }
-            let end = plane.offset + plane.stride * (rows - 1) + row_bytes;
+            let end = plane
+                .offset
+                .saturating_add(plane.stride.saturating_mul(rows - 1))
+                .saturating_add(row_bytes);
             if end > self.bytes.len() {
-                return bad(format!("plane {k} ends at byte {end}, buffer has {}", self.bytes.len()));
+                return bad(format!(
+                    "plane {k} ends at byte {end}, buffer has {}",
+                    self.bytes.len()
+                ));
             }
         }
-        if self.bytes.len() >= u32::MAX as usize || w.checked_mul(h).is_none_or(|n| n >= (u32::MAX / 3) as usize) {
-            return bad(format!("picture {w}x{h} ({} bytes) too large", self.bytes.len()));
+        if self.bytes.len() >= u32::MAX as usize
+            || w.checked_mul(h)
+                .is_none_or(|n| n >= (u32::MAX / 3) as usize)
+        {
+            return bad(format!(
+                "picture {w}x{h} ({} bytes) too large",
+                self.bytes.len()
+            ));
         }
         Ok(())
     }
@@ -259,7 +308,10 @@ impl DecodedPicture {
     fn params(&self) -> Vec<u32> {
         let mut p = vec![self.layout.code(), self.width, self.height];
         for k in 0..3 {
-            let plane = self.planes.get(k).copied().unwrap_or(Plane { offset: 0, stride: 0 });
+            let plane = self.planes.get(k).copied().unwrap_or(Plane {
+                offset: 0,
+                stride: 0,
+            });
             p.extend([plane.offset as u32, plane.stride as u32]);
         }
         p.extend(self.matrix.words());
@@ -299,9 +351,12 @@ pub fn convert_reference(picture: &DecodedPicture) -> Result<RgbImage, GpuError>
             PixelLayout::Yuv420p => {
                 yuv_to_rgb_pixel(at(0, x, y), at(1, cx, cy), at(2, cx, cy), &picture.matrix)
             }
-            PixelLayout::Nv12 => {
-                yuv_to_rgb_pixel(at(0, x, y), at(1, 2 * cx, cy), at(1, 2 * cx + 1, cy), &picture.matrix)
-            }
+            PixelLayout::Nv12 => yuv_to_rgb_pixel(
+                at(0, x, y),
+                at(1, 2 * cx, cy),
+                at(1, 2 * cx + 1, cy),
+                &picture.matrix,
+            ),
         })
     }))
 }
@@ -345,7 +400,10 @@ mod tests {
     fn bt601_limited_coefficients_are_swscales() {
         // The values swscale 5.1 puts in yuv2rgb_*_coeff for BT.601 limited range.
         let m = YuvMatrix::bt601(false);
-        assert_eq!((m.yc, m.vrc, m.ubc, m.vgc, m.ugc, m.yoff), (9539, 13075, 16525, -6660, -3209, 128));
+        assert_eq!(
+            (m.yc, m.vrc, m.ubc, m.vgc, m.ugc, m.yoff),
+            (9539, 13075, 16525, -6660, -3209, 128)
+        );
         let full = YuvMatrix::bt601(true);
         assert_eq!((full.yc, full.yoff), (8192, 0));
     }
@@ -353,11 +411,23 @@ mod tests {
     #[test]
     fn ffmpeg_colorspace_table_matches_the_constants() {
         // AVCOL_SPC_BT709 = 1, AVCOL_SPC_SMPTE170M (BT.601) = 6, AVCOL_SPC_BT2020_NCL = 9.
-        assert_eq!(YuvMatrix::for_ffmpeg_colorspace(1, false), YuvMatrix::bt709(false));
-        assert_eq!(YuvMatrix::for_ffmpeg_colorspace(6, false), YuvMatrix::bt601(false));
-        assert_eq!(YuvMatrix::for_ffmpeg_colorspace(9, true), YuvMatrix::from_swscale_table(BT2020_TABLE, true));
+        assert_eq!(
+            YuvMatrix::for_ffmpeg_colorspace(1, false),
+            YuvMatrix::bt709(false)
+        );
+        assert_eq!(
+            YuvMatrix::for_ffmpeg_colorspace(6, false),
+            YuvMatrix::bt601(false)
+        );
+        assert_eq!(
+            YuvMatrix::for_ffmpeg_colorspace(9, true),
+            YuvMatrix::from_swscale_table(BT2020_TABLE, true)
+        );
         // Unspecified (2) is BT.601, as swscale assumes.
-        assert_eq!(YuvMatrix::for_ffmpeg_colorspace(2, false), YuvMatrix::bt601(false));
+        assert_eq!(
+            YuvMatrix::for_ffmpeg_colorspace(2, false),
+            YuvMatrix::bt601(false)
+        );
     }
 
     #[test]
@@ -415,7 +485,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("plane 1"), "{err}");
-        let nv12 = DecodedPicture::from_planes(PixelLayout::Nv12, 4, 4, &[(&y, 4), (&y[..8], 4)], YuvMatrix::bt601(false));
+        let nv12 = DecodedPicture::from_planes(
+            PixelLayout::Nv12,
+            4,
+            4,
+            &[(&y, 4), (&y[..8], 4)],
+            YuvMatrix::bt601(false),
+        );
         assert!(nv12.is_ok());
     }
 }

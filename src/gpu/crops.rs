@@ -64,13 +64,27 @@ impl CropStyle {
 }
 
 /// The shader's parameter block (see `shaders/face_crops.wgsl`).
-fn crop_words(crops: &[FaceCrop], style: &CropStyle, frames: usize, height: usize, width: usize) -> Result<Vec<u32>, GpuError> {
+fn crop_words(
+    crops: &[FaceCrop],
+    style: &CropStyle,
+    frames: usize,
+    height: usize,
+    width: usize,
+) -> Result<Vec<u32>, GpuError> {
     let size = style.size as usize;
-    if size == 0 || 3 * crops.len() * size * size >= u32::MAX as usize || 3 * frames * height * width >= u32::MAX as usize {
-        return Err(GpuError::TooLarge { what: format!("{} crops of {size} px", crops.len()) });
+    if size == 0
+        || 3 * crops.len() * size * size >= u32::MAX as usize
+        || 3 * frames * height * width >= u32::MAX as usize
+    {
+        return Err(GpuError::TooLarge {
+            what: format!("{} crops of {size} px", crops.len()),
+        });
     }
     if style.std.iter().any(|s| !(*s > 0.0)) {
-        return Err(GpuError::BadJob { index: 0, reason: format!("std {:?} must be positive", style.std) });
+        return Err(GpuError::BadJob {
+            index: 0,
+            reason: format!("std {:?} must be positive", style.std),
+        });
     }
     let mut words = vec![
         crops.len() as u32,
@@ -83,23 +97,39 @@ fn crop_words(crops: &[FaceCrop], style: &CropStyle, frames: usize, height: usiz
     words.extend(style.mean.iter().chain(&style.std).map(|v| v.to_bits()));
     for (index, crop) in crops.iter().enumerate() {
         if crop.frame >= frames {
-            return Err(GpuError::BadJob { index, reason: format!("frame {} of {frames}", crop.frame) });
+            return Err(GpuError::BadJob {
+                index,
+                reason: format!("frame {} of {frames}", crop.frame),
+            });
         }
         let (valid, t) = match crop.to_frame {
             Some(t) if [t.a, t.b, t.tx, t.ty].iter().all(|v| v.is_finite()) => (1, t),
             _ => (0, Similarity::IDENTITY),
         };
-        words.extend([crop.frame as u32, valid, t.a.to_bits(), t.b.to_bits(), t.tx.to_bits(), t.ty.to_bits()]);
+        words.extend([
+            crop.frame as u32,
+            valid,
+            t.a.to_bits(),
+            t.b.to_bits(),
+            t.tx.to_bits(),
+            t.ty.to_bits(),
+        ]);
     }
     Ok(words)
 }
 
 /// `frames: [n, 3, h, w]` (8-bit values as f32) → the model's input
 /// `[crops, 3, size, size]`, normalised as `ExpressionModel::preprocess` does.
-pub fn face_crops(frames: Tensor<4>, crops: &[FaceCrop], style: &CropStyle) -> Result<Tensor<4>, GpuError> {
+pub fn face_crops(
+    frames: Tensor<4>,
+    crops: &[FaceCrop],
+    style: &CropStyle,
+) -> Result<Tensor<4>, GpuError> {
     let [n, c, h, w] = frames.dims();
     if c != 3 {
-        return Err(GpuError::BadPicture { reason: format!("frames have {c} channels, not 3") });
+        return Err(GpuError::BadPicture {
+            reason: format!("frames have {c} channels, not 3"),
+        });
     }
     let size = style.size as usize;
     if crops.is_empty() {
@@ -122,7 +152,11 @@ pub fn face_crops(frames: Tensor<4>, crops: &[FaceCrop], style: &CropStyle) -> R
 
 /// CPU twin of [`face_crops`]: `align`'s 8-bit crop, then `model::normalize_crop`;
 /// `[crops · 3 · size · size]` values.
-pub fn face_crops_reference(frames: &[RgbImage], crops: &[FaceCrop], style: &CropStyle) -> Vec<f32> {
+pub fn face_crops_reference(
+    frames: &[RgbImage],
+    crops: &[FaceCrop],
+    style: &CropStyle,
+) -> Vec<f32> {
     let mut out = Vec::with_capacity(crops.len() * 3 * (style.size * style.size) as usize);
     for crop in crops {
         let image = match crop.to_frame {
@@ -131,7 +165,9 @@ pub fn face_crops_reference(frames: &[RgbImage], crops: &[FaceCrop], style: &Cro
             }
             _ => RgbImage::new(style.size, style.size),
         };
-        out.extend(model::normalize_crop(&image, style.grey, style.mean, style.std));
+        out.extend(model::normalize_crop(
+            &image, style.grey, style.mean, style.std,
+        ));
     }
     out
 }
@@ -142,11 +178,27 @@ mod tests {
 
     #[test]
     fn crop_words_carry_the_style_and_one_transform_per_crop() {
-        let style = CropStyle { size: 4, grey: true, mean: [0.5; 3], std: [0.25; 3] };
-        let t = Similarity { a: 2.0, b: -1.0, tx: 3.5, ty: 7.0 };
+        let style = CropStyle {
+            size: 4,
+            grey: true,
+            mean: [0.5; 3],
+            std: [0.25; 3],
+        };
+        let t = Similarity {
+            a: 2.0,
+            b: -1.0,
+            tx: 3.5,
+            ty: 7.0,
+        };
         let crops = [
-            FaceCrop { frame: 1, to_frame: Some(t) },
-            FaceCrop { frame: 0, to_frame: None },
+            FaceCrop {
+                frame: 1,
+                to_frame: Some(t),
+            },
+            FaceCrop {
+                frame: 0,
+                to_frame: None,
+            },
         ];
         let w = crop_words(&crops, &style, 2, 10, 20).unwrap();
         assert_eq!(&w[..6], &[2, 10, 20, 4, 1, 0]);
@@ -156,20 +208,51 @@ mod tests {
         assert_eq!(f32::from_bits(w[14]), 2.0);
         assert_eq!(f32::from_bits(w[17]), 7.0);
         assert_eq!(&w[18..20], &[0, 0]);
-        assert!(crop_words(&[FaceCrop { frame: 2, to_frame: None }], &style, 2, 10, 20).is_err());
-        let bad_std = CropStyle { std: [0.0; 3], ..style };
+        assert!(
+            crop_words(
+                &[FaceCrop {
+                    frame: 2,
+                    to_frame: None
+                }],
+                &style,
+                2,
+                10,
+                20
+            )
+            .is_err()
+        );
+        let bad_std = CropStyle {
+            std: [0.0; 3],
+            ..style
+        };
         assert!(crop_words(&crops, &bad_std, 2, 10, 20).is_err());
     }
 
     #[test]
     fn reference_is_align_then_normalize() {
-        let frame = RgbImage::from_fn(30, 20, |x, y| image::Rgb([(x * 8) as u8, (y * 12) as u8, 100]));
-        let landmarks: Landmarks = [[10.0, 8.0], [20.0, 8.5], [15.0, 12.0], [11.0, 16.0], [19.0, 16.0]];
+        let frame = RgbImage::from_fn(30, 20, |x, y| {
+            image::Rgb([(x * 8) as u8, (y * 12) as u8, 100])
+        });
+        let landmarks: Landmarks = [
+            [10.0, 8.0],
+            [20.0, 8.5],
+            [15.0, 12.0],
+            [11.0, 16.0],
+            [19.0, 16.0],
+        ];
         let template = align::scale_template(&align::ARCFACE_112, 112, 16);
-        let style = CropStyle { size: 16, grey: false, mean: [0.4; 3], std: [0.2; 3] };
+        let style = CropStyle {
+            size: 16,
+            grey: false,
+            mean: [0.4; 3],
+            std: [0.2; 3],
+        };
         let crop = FaceCrop::from_landmarks(0, &landmarks, &template);
         let out = face_crops_reference(std::slice::from_ref(&frame), &[crop], &style);
         let aligned = align::align_face(&frame, &landmarks, &template, 16);
-        assert_eq!(out, model::normalize_crop(&aligned, false, style.mean, style.std));
+        assert_eq!(
+            out,
+            model::normalize_crop(&aligned, false, style.mean, style.std)
+        );
     }
 }

@@ -174,22 +174,33 @@ pub(crate) fn launch(
             Arg::Input(t) => {
                 if t.client.device() != &cube_device {
                     return Err(GpuError::NotWgpu {
-                        device: format!("input on {:?}, launch on {cube_device:?}", t.client.device()),
+                        device: format!(
+                            "input on {:?}, launch on {cube_device:?}",
+                            t.client.device()
+                        ),
                     });
                 }
                 Slot::Input(t.into_ir())
             }
             Arg::Words(words) => {
                 if words.is_empty() {
-                    return Err(GpuError::TooLarge { what: "an empty upload".into() });
+                    return Err(GpuError::TooLarge {
+                        what: "an empty upload".into(),
+                    });
                 }
                 Slot::Words(words)
             }
             Arg::Output(shape) => {
                 if shape.num_elements() == 0 {
-                    return Err(GpuError::TooLarge { what: "an empty output".into() });
+                    return Err(GpuError::TooLarge {
+                        what: "an empty output".into(),
+                    });
                 }
-                Slot::Output(TensorIr::uninit(client.create_empty_handle(), shape, DType::F32))
+                Slot::Output(TensorIr::uninit(
+                    client.create_empty_handle(),
+                    shape,
+                    DType::F32,
+                ))
             }
         });
     }
@@ -224,7 +235,8 @@ pub(crate) fn launch(
         for slot in &slots {
             match slot {
                 Slot::Input(ir) => {
-                    let t: CubeTensor = into_contiguous(handles.get_float_tensor::<CubeBackend>(ir));
+                    let t: CubeTensor =
+                        into_contiguous(handles.get_float_tensor::<CubeBackend>(ir));
                     bindings.push(t.handle.clone().binding());
                     held.push(t);
                 }
@@ -247,7 +259,10 @@ pub(crate) fn launch(
             }
         }
         client.launch(
-            Box::new(SourceKernel::new(WgslSource(shader), CubeDim::new_1d(WORKGROUP))),
+            Box::new(SourceKernel::new(
+                WgslSource(shader),
+                CubeDim::new_1d(WORKGROUP),
+            )),
             CubeCount::Static(groups_x, groups_y, 1),
             KernelArguments::new().with_buffers(bindings),
         );

@@ -50,13 +50,21 @@ pub enum GpuError {
 }
 
 /// Several pictures of one size uploaded and converted: `[n, 3, h, w]` of 8-bit values.
-pub fn pictures_to_rgb(pictures: &[DecodedPicture], device: &Device) -> Result<Tensor<4>, GpuError> {
-    let first = pictures.first().ok_or_else(|| GpuError::BadPicture { reason: "no pictures".into() })?;
+pub fn pictures_to_rgb(
+    pictures: &[DecodedPicture],
+    device: &Device,
+) -> Result<Tensor<4>, GpuError> {
+    let first = pictures.first().ok_or_else(|| GpuError::BadPicture {
+        reason: "no pictures".into(),
+    })?;
     let mut planes = Vec::with_capacity(pictures.len());
     for p in pictures {
         if (p.width, p.height) != (first.width, first.height) {
             return Err(GpuError::BadPicture {
-                reason: format!("{}x{} in a batch of {}x{}", p.width, p.height, first.width, first.height),
+                reason: format!(
+                    "{}x{} in a batch of {}x{}",
+                    p.width, p.height, first.width, first.height
+                ),
             });
         }
         planes.push(decoded_to_rgb(p, device)?);

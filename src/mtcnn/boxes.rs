@@ -83,7 +83,12 @@ pub fn pnet_candidates(
                 x2: ((PNET_STRIDE * x + PNET_CELL - 1.0 + 1.0) / scale).floor(),
                 y2: ((PNET_STRIDE * y + PNET_CELL - 1.0 + 1.0) / scale).floor(),
                 score: p,
-                reg: [reg[i], reg[plane + i], reg[2 * plane + i], reg[3 * plane + i]],
+                reg: [
+                    reg[i],
+                    reg[plane + i],
+                    reg[2 * plane + i],
+                    reg[3 * plane + i],
+                ],
             });
         }
     }
@@ -227,12 +232,7 @@ pub fn crop_rect(c: &Candidate, width: u32, height: u32) -> Option<CropRect> {
 /// relative to the box *before* O-Net's regression: `(x2 - x1 + 1) * p + x1 - 1`.
 pub fn landmarks_to_frame(c: &Candidate, points: &[f32; 10]) -> [[f32; 2]; 5] {
     let (w, h) = (c.x2 - c.x1 + 1.0, c.y2 - c.y1 + 1.0);
-    std::array::from_fn(|k| {
-        [
-            w * points[k] + c.x1 - 1.0,
-            h * points[k + 5] + c.y1 - 1.0,
-        ]
-    })
+    std::array::from_fn(|k| [w * points[k] + c.x1 - 1.0, h * points[k + 5] + c.y1 - 1.0])
 }
 
 #[cfg(test)]
@@ -240,7 +240,14 @@ mod tests {
     use super::*;
 
     fn cand(x1: f32, y1: f32, x2: f32, y2: f32, score: f32) -> Candidate {
-        Candidate { x1, y1, x2, y2, score, reg: [0.0; 4] }
+        Candidate {
+            x1,
+            y1,
+            x2,
+            y2,
+            score,
+            reg: [0.0; 4],
+        }
     }
 
     #[test]
@@ -294,11 +301,17 @@ mod tests {
     #[test]
     fn nms_min_measures_overlap_over_the_smaller_inclusive_box() {
         // A small box inside a big one: IoU is small, but the 'Min' overlap is 1.
-        let boxes = [cand(0.0, 0.0, 99.0, 99.0, 0.9), cand(10.0, 10.0, 19.0, 19.0, 0.95)];
+        let boxes = [
+            cand(0.0, 0.0, 99.0, 99.0, 0.9),
+            cand(10.0, 10.0, 19.0, 19.0, 0.95),
+        ];
         assert_eq!(nms(&boxes, 0.7, Overlap::Union), vec![1, 0]);
         assert_eq!(nms(&boxes, 0.7, Overlap::MinInclusive), vec![1]);
         // Inclusive widths: boxes touching at x = 10 share one pixel column.
-        let touching = [cand(0.0, 0.0, 10.0, 0.0, 0.9), cand(10.0, 0.0, 20.0, 0.0, 0.8)];
+        let touching = [
+            cand(0.0, 0.0, 10.0, 0.0, 0.9),
+            cand(10.0, 0.0, 20.0, 0.0, 0.8),
+        ];
         // overlap 1/11 = 0.091
         assert_eq!(nms(&touching, 0.1, Overlap::MinInclusive), vec![0, 1]);
         assert_eq!(nms(&touching, 0.09, Overlap::MinInclusive), vec![0]);
@@ -306,7 +319,10 @@ mod tests {
 
     #[test]
     fn regressions_scale_offsets_by_exclusive_or_inclusive_size() {
-        let c = Candidate { reg: [0.1, -0.1, 0.2, 0.0], ..cand(10.0, 20.0, 30.0, 60.0, 1.0) };
+        let c = Candidate {
+            reg: [0.1, -0.1, 0.2, 0.0],
+            ..cand(10.0, 20.0, 30.0, 60.0, 1.0)
+        };
         let p = regress_pnet(&c);
         assert_eq!((p.x1, p.y1, p.x2, p.y2), (12.0, 16.0, 34.0, 60.0));
         let r = regress(&c, [0.5, 0.25, -0.5, 1.0]);
@@ -326,11 +342,33 @@ mod tests {
     fn crop_rect_truncates_and_clips_to_the_frame() {
         // x1 = 5.7 -> 5 -> column 4; x2 = 20.9 -> 20 (exclusive end); negatives clip to 0.
         let r = crop_rect(&cand(5.7, -3.2, 20.9, 15.5, 1.0), 100, 50).unwrap();
-        assert_eq!(r, CropRect { x0: 4, y0: 0, x1: 20, y1: 15 });
+        assert_eq!(
+            r,
+            CropRect {
+                x0: 4,
+                y0: 0,
+                x1: 20,
+                y1: 15
+            }
+        );
         let r = crop_rect(&cand(90.0, 40.0, 130.0, 80.0, 1.0), 100, 50).unwrap();
-        assert_eq!(r, CropRect { x0: 89, y0: 39, x1: 100, y1: 50 });
-        assert_eq!(crop_rect(&cand(-30.0, 0.0, -10.0, 10.0, 1.0), 100, 50), None);
-        assert_eq!(crop_rect(&cand(120.0, 0.0, 140.0, 10.0, 1.0), 100, 50), None);
+        assert_eq!(
+            r,
+            CropRect {
+                x0: 89,
+                y0: 39,
+                x1: 100,
+                y1: 50
+            }
+        );
+        assert_eq!(
+            crop_rect(&cand(-30.0, 0.0, -10.0, 10.0, 1.0), 100, 50),
+            None
+        );
+        assert_eq!(
+            crop_rect(&cand(120.0, 0.0, 140.0, 10.0, 1.0), 100, 50),
+            None
+        );
     }
 
     #[test]

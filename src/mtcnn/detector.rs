@@ -18,7 +18,7 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::boxes::{self, Candidate, Overlap};
-use super::nets::{ONet, PNet, RNet};
+use super::nets::{ONet, PNet, PoolPhasePatches, RNet};
 use super::resample::IntegralImage;
 use super::{MtcnnConfig, MtcnnError};
 use crate::frame::RgbImage;
@@ -38,6 +38,9 @@ pub struct FaceDetector {
     onet: ONet,
     config: MtcnnConfig,
     device: Device,
+    /// On burn's CPU backend the nets run their `forward_phased` path (first stage as
+    /// one matrix product, see [`PoolPhasePatches`]); elsewhere the plain `forward`.
+    phased: bool,
 }
 
 impl FaceDetector {
@@ -51,6 +54,7 @@ impl FaceDetector {
             onet: ONet::load(&dir.join("onet.safetensors"), device)?,
             config,
             device: device.clone(),
+            phased: *device == Device::flex(),
         })
     }
 
@@ -67,7 +71,8 @@ impl FaceDetector {
     /// equal size share each P-Net pass; the crops of all frames share each R-Net and
     /// O-Net pass.
     pub fn detect_batch(&self, images: &[&RgbImage]) -> Vec<Vec<FaceDetection>> {
-        let integrals: Vec<IntegralImage> = images.iter().map(|im| IntegralImage::new(im)).collect();
+        let integrals: Vec<IntegralImage> =
+            images.iter().map(|im| IntegralImage::new(im)).collect();
         let proposals = self.propose(&integrals);
         let refined = self.refine(&integrals, proposals);
         self.output(&integrals, refined)
@@ -77,17 +82,16 @@ impl FaceDetector {
     fn propose(&self, integrals: &[IntegralImage]) -> Vec<Vec<Candidate>> {
         let mut by_size: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
         for (i, integral) in integrals.iter().enumerate() {
-            by_size.entry((integral.width(), integral.height())).or_default().push(i);
+            by_size
+                .entry((integral.width(), integral.height()))
+                .or_default()
+                .push(i);
         }
         let mut out = vec![Vec::new(); integrals.len()];
         for ((width, height), members) in by_size {
             let (width, height) = (width as u32, height as u32);
-            let scales = boxes::pyramid_scales(
-                width,
-                height,
-                self.config.min_face_size,
-                self.config.factor,
-            );
+            let scales =
+                boxes::pyramid_scales(width, height, self.config.min_face_size, self.config.factor);
             let mut per_frame: Vec<Vec<Candidate>> = vec![Vec::new(); members.len()];
             for scale in scales {
                 let (h, w) = boxes::scaled_size(width, height, scale);
@@ -97,13 +101,10 @@ impl FaceDetector {
                     let integral = &integrals[m];
                     integral.resize_area_normalised(integral.full_rect(), h, w, chunk);
                 }
-                let x = Tensor::<4>::from_data(TensorData::new(input, [n, 3, h, w]), &self.device);
-                let (reg, prob) = self.pnet.forward(x);
-                let [_, _, oh, ow] = prob.dims();
-                let (reg, prob) = (host(reg), host(prob));
+                let (face_prob, reg, oh, ow) = self.run_pnet(input, n, h, w);
                 let plane = oh * ow;
                 for (k, frame) in per_frame.iter_mut().enumerate() {
-                    let face_prob = &prob[(2 * k + 1) * plane..(2 * k + 2) * plane];
+                    let face_prob = &face_prob[k * plane..(k + 1) * plane];
                     let reg = &reg[4 * k * plane..4 * (k + 1) * plane];
                     let found = boxes::pnet_candidates(
                         face_prob,
@@ -128,6 +129,27 @@ impl FaceDetector {
         out
     }
 
+    /// P-Net on `input: [n, 3, h, w]` → `(face_prob: [n, h', w'], reg: [n, 4, h', w'], h', w')`
+    /// on the host.
+    fn run_pnet(
+        &self,
+        input: Vec<f32>,
+        n: usize,
+        h: usize,
+        w: usize,
+    ) -> (Vec<f32>, Vec<f32>, usize, usize) {
+        let (reg, face_prob) = if self.phased {
+            let patches = PoolPhasePatches::new(&input, n, h, w, 2);
+            self.pnet.forward_phased(patches, &self.device)
+        } else {
+            let x = Tensor::<4>::from_data(TensorData::new(input, [n, 3, h, w]), &self.device);
+            let (reg, prob) = self.pnet.forward(x);
+            (reg, prob.narrow(1, 1, 1))
+        };
+        let [_, _, oh, ow] = face_prob.dims();
+        (host(face_prob), host(reg), oh, ow)
+    }
+
     /// Stage 2: R-Net on 24x24 crops of every proposal; squared boxes per frame.
     fn refine(
         &self,
@@ -139,13 +161,27 @@ impl FaceDetector {
         if batch.rows.is_empty() {
             return kept;
         }
-        let (reg, prob) = self.rnet.forward(batch.take_tensor(&self.device));
+        let (reg, prob) = if self.phased {
+            self.rnet
+                .forward_phased(batch.take_patches(3), &self.device)
+        } else {
+            self.rnet.forward(batch.take_tensor(&self.device))
+        };
         let (reg, prob) = (host(reg), host(prob));
         for (row, &(frame, i)) in batch.rows.iter().enumerate() {
             let score = prob[2 * row + 1];
             if score > self.config.thresholds[1] {
-                let reg = [reg[4 * row], reg[4 * row + 1], reg[4 * row + 2], reg[4 * row + 3]];
-                kept[frame].push(Candidate { score, reg, ..proposals[frame][i] });
+                let reg = [
+                    reg[4 * row],
+                    reg[4 * row + 1],
+                    reg[4 * row + 2],
+                    reg[4 * row + 3],
+                ];
+                kept[frame].push(Candidate {
+                    score,
+                    reg,
+                    ..proposals[frame][i]
+                });
             }
         }
         kept.into_iter()
@@ -170,12 +206,20 @@ impl FaceDetector {
         let mut batch = CropBatch::new(integrals, &refined, ONET_SIDE);
         let mut faces: Vec<Vec<(Candidate, [[f32; 2]; 5])>> = vec![Vec::new(); integrals.len()];
         if !batch.rows.is_empty() {
-            let (reg, points, prob) = self.onet.forward(batch.take_tensor(&self.device));
+            let (reg, points, prob) = if self.phased {
+                self.onet
+                    .forward_phased(batch.take_patches(3), &self.device)
+            } else {
+                self.onet.forward(batch.take_tensor(&self.device))
+            };
             let (reg, points, prob) = (host(reg), host(points), host(prob));
             for (row, &(frame, i)) in batch.rows.iter().enumerate() {
                 let score = prob[2 * row + 1];
                 if score > self.config.thresholds[2] {
-                    let c = Candidate { score, ..refined[frame][i] };
+                    let c = Candidate {
+                        score,
+                        ..refined[frame][i]
+                    };
                     let p: [f32; 10] = std::array::from_fn(|k| points[10 * row + k]);
                     let reg = std::array::from_fn(|k| reg[4 * row + k]);
                     faces[frame].push((boxes::regress(&c, reg), boxes::landmarks_to_frame(&c, &p)));
@@ -192,7 +236,12 @@ impl FaceDetector {
                         .map(|i| {
                             let (c, landmarks) = found[i];
                             FaceDetection {
-                                bbox: BBox { x1: c.x1, y1: c.y1, x2: c.x2, y2: c.y2 },
+                                bbox: BBox {
+                                    x1: c.x1,
+                                    y1: c.y1,
+                                    x2: c.x2,
+                                    y2: c.y2,
+                                },
                                 score: c.score,
                                 landmarks,
                             }
@@ -238,10 +287,20 @@ impl CropBatch {
         Self { data, rows, side }
     }
 
+    /// Moves the pixels into the first-stage patches of a net whose first pool has kernel
+    /// `pool_kernel` (the rows stay).
+    fn take_patches(&mut self, pool_kernel: usize) -> PoolPhasePatches {
+        let data = std::mem::take(&mut self.data);
+        PoolPhasePatches::new(&data, self.rows.len(), self.side, self.side, pool_kernel)
+    }
+
     /// Moves the pixels into a tensor `[rows, 3, side, side]` (the rows stay).
     fn take_tensor(&mut self, device: &Device) -> Tensor<4> {
         let shape = [self.rows.len(), 3, self.side, self.side];
-        Tensor::from_data(TensorData::new(std::mem::take(&mut self.data), shape), device)
+        Tensor::from_data(
+            TensorData::new(std::mem::take(&mut self.data), shape),
+            device,
+        )
     }
 }
 

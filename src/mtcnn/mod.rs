@@ -96,7 +96,10 @@ mod tests {
     #[test]
     fn config_defaults_are_facenets_and_round_trip_through_json() {
         let c = MtcnnConfig::default();
-        assert_eq!((c.min_face_size, c.thresholds, c.factor), (20.0, [0.6, 0.7, 0.7], 0.709));
+        assert_eq!(
+            (c.min_face_size, c.thresholds, c.factor),
+            (20.0, [0.6, 0.7, 0.7], 0.709)
+        );
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<MtcnnConfig>(&json).unwrap(), c);
         let partial: MtcnnConfig = serde_json::from_str(r#"{"min_face_size": 40}"#).unwrap();
@@ -107,11 +110,23 @@ mod tests {
     #[test]
     fn config_out_of_range_is_rejected() {
         for bad in [
-            MtcnnConfig { factor: 1.0, ..Default::default() },
-            MtcnnConfig { min_face_size: 0.0, ..Default::default() },
-            MtcnnConfig { thresholds: [0.6, 1.5, 0.7], ..Default::default() },
+            MtcnnConfig {
+                factor: 1.0,
+                ..Default::default()
+            },
+            MtcnnConfig {
+                min_face_size: 0.0,
+                ..Default::default()
+            },
+            MtcnnConfig {
+                thresholds: [0.6, 1.5, 0.7],
+                ..Default::default()
+            },
         ] {
-            assert!(matches!(bad.validate(), Err(MtcnnError::InvalidConfig(_))), "{bad:?}");
+            assert!(
+                matches!(bad.validate(), Err(MtcnnError::InvalidConfig(_))),
+                "{bad:?}"
+            );
         }
         assert!(MtcnnConfig::default().validate().is_ok());
     }

@@ -95,7 +95,11 @@ impl IntegralImage {
     ) {
         assert!(rect.x1 <= self.width && rect.y1 <= self.height && rect.x0 < rect.x1);
         assert!(rect.y0 < rect.y1);
-        assert_eq!(out.len(), 3 * out_h * out_w, "out must be [3, out_h, out_w]");
+        assert_eq!(
+            out.len(),
+            3 * out_h * out_w,
+            "out must be [3, out_h, out_w]"
+        );
         let (in_h, in_w) = (rect.height(), rect.width());
         let cols: Vec<(usize, usize)> = (0..out_w).map(|j| area_window(j, in_w, out_w)).collect();
         let plane = out_h * out_w;
@@ -104,12 +108,7 @@ impl IntegralImage {
             let kh = (r1 - r0) as f32;
             for (j, &(c0, c1)) in cols.iter().enumerate() {
                 let kw = (c1 - c0) as f32;
-                let s = self.window_sum(
-                    rect.y0 + r0,
-                    rect.y0 + r1,
-                    rect.x0 + c0,
-                    rect.x0 + c1,
-                );
+                let s = self.window_sum(rect.y0 + r0, rect.y0 + r1, rect.x0 + c0, rect.x0 + c1);
                 for (c, &sum) in s.iter().enumerate() {
                     // Exact while the sum is below 2^24 (windows under 65,793 pixels).
                     out[c * plane + i * out_w + j] = normalise(sum as f32 / kh / kw);
@@ -154,7 +153,12 @@ mod tests {
         // 4x3 image, red = 10*x + y, green = 100, blue = x.
         let image = RgbImage::from_fn(4, 3, |x, y| image::Rgb([(10 * x + y) as u8, 100, x as u8]));
         let integral = IntegralImage::new(&image);
-        let rect = CropRect { x0: 1, y0: 0, x1: 4, y1: 3 }; // 3x3 crop
+        let rect = CropRect {
+            x0: 1,
+            y0: 0,
+            x1: 4,
+            y1: 3,
+        }; // 3x3 crop
         let mut out = vec![0.0; 3 * 2 * 2];
         integral.resize_area_normalised(rect, 2, 2, &mut out);
         // 3 -> 2 windows: [0, 2), [1, 3). Output (0, 0) averages crop rows 0..2, cols 0..2,
@@ -169,13 +173,18 @@ mod tests {
 
     #[test]
     fn identity_resize_of_the_full_frame_only_normalises() {
-        let image = RgbImage::from_fn(5, 4, |x, y| image::Rgb([(x * 50) as u8, (y * 60) as u8, 255]));
+        let image = RgbImage::from_fn(5, 4, |x, y| {
+            image::Rgb([(x * 50) as u8, (y * 60) as u8, 255])
+        });
         let integral = IntegralImage::new(&image);
         let mut out = vec![0.0; 3 * 4 * 5];
         integral.resize_area_normalised(integral.full_rect(), 4, 5, &mut out);
         for (x, y, p) in image.enumerate_pixels() {
             for c in 0..3 {
-                assert_eq!(out[c * 20 + y as usize * 5 + x as usize], normalise(f32::from(p[c])));
+                assert_eq!(
+                    out[c * 20 + y as usize * 5 + x as usize],
+                    normalise(f32::from(p[c]))
+                );
             }
         }
     }

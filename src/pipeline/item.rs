@@ -42,7 +42,11 @@ pub struct SkippedFrame {
 
 impl SkippedFrame {
     pub fn of(frame: &Frame) -> Self {
-        Self { source: frame.source.clone(), index: frame.index, pts_ms: frame.pts_ms }
+        Self {
+            source: frame.source.clone(),
+            index: frame.index,
+            pts_ms: frame.pts_ms,
+        }
     }
 }
 

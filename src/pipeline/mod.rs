@@ -204,22 +204,31 @@ pub fn run(
 
     let input_size = model.input_size() as u32;
     let template = model.face_template_px();
-    let decode_options = DecodeOptions { cancel: Some(stop.shared()), ..DecodeOptions::default() };
+    let decode_options = DecodeOptions {
+        cancel: Some(stop.shared()),
+        ..DecodeOptions::default()
+    };
     let model = Arc::new(model);
 
     // Each stage runs on its own named thread. A stage that fails or panics
     // records the first error and raises the stop flag; dropping its channel
     // ends the stages around it.
-    let spawn = |name: &'static str, body: Box<dyn FnOnce() -> Result<(), PipelineError> + Send>| {
+    let spawn = |name: &'static str,
+                 body: Box<dyn FnOnce() -> Result<(), PipelineError> + Send>| {
         let (stop, first_error) = (stop.clone(), first_error.clone());
         thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body))
-                    .unwrap_or_else(|panic| Err(PipelineError::StagePanicked(name, panic_message(&panic))));
+                    .unwrap_or_else(|panic| {
+                        Err(PipelineError::StagePanicked(name, panic_message(&panic)))
+                    });
                 if let Err(e) = outcome {
                     stop.raise();
-                    first_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+                    first_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(e);
                 }
             })
             .expect("spawning a pipeline thread")
@@ -244,17 +253,24 @@ pub fn run(
             })
         }),
         spawn("infer", {
-            let (clocks, model, batch) = (clocks.clone(), model.clone(), options.batch_faces.max(1));
+            let (clocks, model, batch) =
+                (clocks.clone(), model.clone(), options.batch_faces.max(1));
             Box::new(move || infer_stage(aligned_rx, scored_tx, &model, batch, &clocks))
         }),
         spawn("track", {
-            let (clocks, tracking, keep_images) =
-                (clocks.clone(), options.tracking.clone(), options.keep_images);
+            let (clocks, tracking, keep_images) = (
+                clocks.clone(),
+                options.tracking.clone(),
+                options.keep_images,
+            );
             Box::new(move || track_stage(scored_rx, result_tx, tracking, keep_images, &clocks))
         }),
     ];
 
-    let mut summary = RunSummary { inputs: input_count, ..RunSummary::default() };
+    let mut summary = RunSummary {
+        inputs: input_count,
+        ..RunSummary::default()
+    };
     let write_result = write_stage(result_rx, sinks, &clocks, progress, &mut summary);
     if write_result.is_err() {
         stop.raise();
@@ -272,7 +288,10 @@ pub fn run(
     }
 
     summary.elapsed = started.elapsed();
-    summary.stage_busy = Stage::ALL.iter().map(|&s| (s, clocks.get(s).busy())).collect();
+    summary.stage_busy = Stage::ALL
+        .iter()
+        .map(|&s| (s, clocks.get(s).busy()))
+        .collect();
     summary.interrupted |= stop.is_raised() && summary.failures.is_empty();
     match write_result {
         Ok(()) | Err(SinkError::Closed) => {}
@@ -348,7 +367,10 @@ fn decode_stage(
             return;
         }
         let failure = |e: &dyn std::fmt::Display| {
-            Item::Failed(InputFailure { input: spec.source_id().to_string(), message: e.to_string() })
+            Item::Failed(InputFailure {
+                input: spec.source_id().to_string(),
+                message: e.to_string(),
+            })
         };
         let mut source = match open_with(&spec, decode_options) {
             Ok(source) => source,
@@ -386,7 +408,12 @@ fn decode_stage(
 /// A whole image taken as one face (`--crops`): no landmarks.
 fn whole_image_face(image: &RgbImage) -> FaceDetection {
     FaceDetection {
-        bbox: BBox { x1: 0.0, y1: 0.0, x2: image.width() as f32, y2: image.height() as f32 },
+        bbox: BBox {
+            x1: 0.0,
+            y1: 0.0,
+            x2: image.width() as f32,
+            y2: image.height() as f32,
+        },
         score: 1.0,
         landmarks: [[f32::NAN; 2]; 5],
     }
@@ -441,7 +468,11 @@ fn align_stage(
                     })
                     .collect()
             });
-            AlignedFrame { frame, faces, crops }
+            AlignedFrame {
+                frame,
+                faces,
+                crops,
+            }
         });
         if out.send(item).is_err() {
             return;
@@ -480,7 +511,9 @@ fn infer_stage(
             })
             .flatten()
             .collect();
-        let mut predictions = clock.time(crops.len() as u64, || model.predict(&crops)).into_iter();
+        let mut predictions = clock
+            .time(crops.len() as u64, || model.predict(&crops))
+            .into_iter();
         for item in pending {
             let item = item.map(|AlignedFrame { frame, faces, .. }| ScoredFrame {
                 predictions: predictions.by_ref().take(faces.len()).collect(),
@@ -508,7 +541,12 @@ impl TrackState {
         Ok(Self {
             tracker: Tracker::new(options.tracker.clone()).map_err(invalid)?,
             smoother: ProbabilitySmoother::new(options.smoother.clone()).map_err(invalid)?,
-            cuts: options.shot_cuts.clone().map(ShotCutDetector::new).transpose().map_err(invalid)?,
+            cuts: options
+                .shot_cuts
+                .clone()
+                .map(ShotCutDetector::new)
+                .transpose()
+                .map_err(invalid)?,
         })
     }
 
@@ -524,7 +562,11 @@ impl TrackState {
         for assignment in self.tracker.update(frame.pts_ms, &detections, appearance) {
             let face = &mut faces[assignment.detection];
             face.track_id = Some(assignment.track_id);
-            face.smoothed = Some(self.smoother.update(assignment.track_id, frame.pts_ms, &face.probs));
+            face.smoothed = Some(self.smoother.update(
+                assignment.track_id,
+                frame.pts_ms,
+                &face.probs,
+            ));
         }
         for retired in self.tracker.drain_retired() {
             self.smoother.forget(retired);
@@ -547,37 +589,45 @@ fn track_stage(
         if let (Item::Start(_), Some(options)) = (&item, &tracking) {
             state = Some(TrackState::new(options)?);
         }
-        let item = item.map(|ScoredFrame { frame, faces, predictions }| {
-            let (probs, features): (Vec<_>, Vec<_>) =
-                predictions.into_iter().map(|p| (p.probs, p.feature)).unzip();
-            let mut results: Vec<FaceResult> = faces
-                .into_iter()
-                .zip(probs)
-                .enumerate()
-                .map(|(face, (detection, probs))| FaceResult {
-                    face,
-                    track_id: None,
-                    detection,
-                    probs,
-                    smoothed: None,
-                })
-                .collect();
-            if let Some(state) = state.as_mut() {
-                clock.time(1, || state.update(&frame, &mut results, &features));
-            }
-            Finished {
-                captured_at: frame.captured_at,
-                result: FrameResult {
-                    source: frame.source,
-                    index: frame.index,
-                    pts_ms: frame.pts_ms,
-                    status: FrameStatus::Analyzed,
-                    faces: results,
-                    latency_ms: None,
-                    image: keep_images.then_some(frame.image),
-                },
-            }
-        });
+        let item = item.map(
+            |ScoredFrame {
+                 frame,
+                 faces,
+                 predictions,
+             }| {
+                let (probs, features): (Vec<_>, Vec<_>) = predictions
+                    .into_iter()
+                    .map(|p| (p.probs, p.feature))
+                    .unzip();
+                let mut results: Vec<FaceResult> = faces
+                    .into_iter()
+                    .zip(probs)
+                    .enumerate()
+                    .map(|(face, (detection, probs))| FaceResult {
+                        face,
+                        track_id: None,
+                        detection,
+                        probs,
+                        smoothed: None,
+                    })
+                    .collect();
+                if let Some(state) = state.as_mut() {
+                    clock.time(1, || state.update(&frame, &mut results, &features));
+                }
+                Finished {
+                    captured_at: frame.captured_at,
+                    result: FrameResult {
+                        source: frame.source,
+                        index: frame.index,
+                        pts_ms: frame.pts_ms,
+                        status: FrameStatus::Analyzed,
+                        faces: results,
+                        latency_ms: None,
+                        image: keep_images.then_some(frame.image),
+                    },
+                }
+            },
+        );
         if out.send(item).is_err() {
             break;
         }
@@ -608,7 +658,11 @@ fn write_stage(
                 summary.failures.push(failure);
                 continue;
             }
-            Item::Skipped(SkippedFrame { source, index, pts_ms }) => FrameResult {
+            Item::Skipped(SkippedFrame {
+                source,
+                index,
+                pts_ms,
+            }) => FrameResult {
                 source,
                 index,
                 pts_ms,
@@ -617,7 +671,10 @@ fn write_stage(
                 latency_ms: None,
                 image: None,
             },
-            Item::Work(Finished { mut result, captured_at }) => {
+            Item::Work(Finished {
+                mut result,
+                captured_at,
+            }) => {
                 let latency = captured_at.elapsed().as_secs_f64() * 1e3;
                 latency_sum += latency;
                 latency_max = latency_max.max(latency);
@@ -625,7 +682,9 @@ fn write_stage(
                 result
             }
         };
-        clock.time(1, || sinks.iter_mut().try_for_each(|sink| sink.write(&result)))?;
+        clock.time(1, || {
+            sinks.iter_mut().try_for_each(|sink| sink.write(&result))
+        })?;
         summary.frames += 1;
         match result.status {
             FrameStatus::Analyzed => summary.analyzed_frames += 1,

@@ -15,7 +15,8 @@ impl StageClock {
     pub fn time<T>(&self, items: u64, work: impl FnOnce() -> T) -> T {
         let start = Instant::now();
         let out = work();
-        self.busy_ns.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.busy_ns
+            .fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
         self.items.fetch_add(items, Ordering::Relaxed);
         out
     }
@@ -41,8 +42,14 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 6] =
-        [Stage::Decode, Stage::Detect, Stage::Align, Stage::Infer, Stage::Track, Stage::Write];
+    pub const ALL: [Stage; 6] = [
+        Stage::Decode,
+        Stage::Detect,
+        Stage::Align,
+        Stage::Infer,
+        Stage::Track,
+        Stage::Write,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -58,7 +58,11 @@ impl Rng {
 
     /// A smooth-ish image (gradients plus noise), where bilinear sampling differences show.
     pub fn textured_image(&mut self, w: u32, h: u32) -> image::RgbImage {
-        let (a, b, c) = (self.uniform(0.5, 3.0), self.uniform(0.5, 3.0), self.below(60) as f32);
+        let (a, b, c) = (
+            self.uniform(0.5, 3.0),
+            self.uniform(0.5, 3.0),
+            self.below(60) as f32,
+        );
         let mut noise = self.bytes((3 * w * h) as usize).into_iter();
         image::RgbImage::from_fn(w, h, |x, y| {
             let mut px = [0u8; 3];
@@ -73,7 +77,10 @@ impl Rng {
 
 /// The values of an f32 tensor on the host.
 pub fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().into_vec::<f32>().unwrap()
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
 }
 
 /// Largest absolute difference, and where.
@@ -83,5 +90,8 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> (f32, usize) {
         .zip(b)
         .enumerate()
         .map(|(i, (x, y))| ((x - y).abs(), i))
-        .fold((0.0, 0), |m, d| if d.0 > m.0 || d.0.is_nan() { d } else { m })
+        .fold(
+            (0.0, 0),
+            |m, d| if d.0 > m.0 || d.0.is_nan() { d } else { m },
+        )
 }

@@ -66,15 +66,29 @@ pub struct BenchResult {
 pub fn bench(opts: &BenchOptions) -> Result<Vec<BenchResult>> {
     let (device, description) = select(opts.device)?;
     println!("device: {description}");
-    println!("{:<8} {:<9} {:>5} {:>10} {:>6}", "preset", "stage", "batch", "images/s", "steps");
+    println!(
+        "{:<8} {:<9} {:>5} {:>10} {:>6}",
+        "preset", "stage", "batch", "images/s", "steps"
+    );
     let mut results = Vec::new();
     for preset in &opts.presets {
-        let vit = VitConfig::preset(preset)
-            .with_context(|| format!("unknown preset {preset:?}; one of {:?}", VitConfig::PRESETS))?;
+        let vit = VitConfig::preset(preset).with_context(|| {
+            format!("unknown preset {preset:?}; one of {:?}", VitConfig::PRESETS)
+        })?;
         for stage in &opts.stages {
             let runs: Vec<(usize, f64, usize)> = match stage.as_str() {
-                "pretrain" => vec![bench_pretrain(&vit, opts.pretrain_batch, opts.seconds, &device)],
-                "finetune" => vec![bench_finetune(&vit, opts.finetune_batch, opts.seconds, &device)],
+                "pretrain" => vec![bench_pretrain(
+                    &vit,
+                    opts.pretrain_batch,
+                    opts.seconds,
+                    &device,
+                )],
+                "finetune" => vec![bench_finetune(
+                    &vit,
+                    opts.finetune_batch,
+                    opts.seconds,
+                    &device,
+                )],
                 "infer" => opts
                     .infer_batch
                     .iter()
@@ -107,15 +121,26 @@ fn timed(batch: usize, seconds: f64, mut step: impl FnMut()) -> (usize, f64, usi
         step();
         steps += 1;
     }
-    (batch, (steps * batch) as f64 / start.elapsed().as_secs_f64(), steps)
+    (
+        batch,
+        (steps * batch) as f64 / start.elapsed().as_secs_f64(),
+        steps,
+    )
 }
 
 fn random_images(batch: usize, size: usize, rng: &mut StdRng) -> Vec<f32> {
-    (0..batch * 3 * size * size).map(|_| rng.random_range(-2.0..2.0)).collect()
+    (0..batch * 3 * size * size)
+        .map(|_| rng.random_range(-2.0..2.0))
+        .collect()
 }
 
-fn bench_pretrain(vit: &VitConfig, batch: usize, seconds: f64, device: &Device) -> (usize, f64, usize) {
-    let ad = device.autodiff();
+fn bench_pretrain(
+    vit: &VitConfig,
+    batch: usize,
+    seconds: f64,
+    device: &Device,
+) -> (usize, f64, usize) {
+    let ad = device.clone().autodiff();
     let cfg = MaeConfig::new(vit.clone());
     let mut mae = cfg.init(&ad);
     let mut optim = adamw(
@@ -141,8 +166,13 @@ fn bench_pretrain(vit: &VitConfig, batch: usize, seconds: f64, device: &Device) 
     })
 }
 
-fn bench_finetune(vit: &VitConfig, batch: usize, seconds: f64, device: &Device) -> (usize, f64, usize) {
-    let ad = device.autodiff();
+fn bench_finetune(
+    vit: &VitConfig,
+    batch: usize,
+    seconds: f64,
+    device: &Device,
+) -> (usize, f64, usize) {
+    let ad = device.clone().autodiff();
     let classes = 8;
     let cfg = vit
         .clone()
@@ -178,7 +208,10 @@ fn bench_finetune(vit: &VitConfig, batch: usize, seconds: f64, device: &Device) 
             &ad,
         );
         let y = Tensor::<2>::from_data(
-            TensorData::new(targets.iter().flatten().copied().collect::<Vec<f32>>(), [batch, classes]),
+            TensorData::new(
+                targets.iter().flatten().copied().collect::<Vec<f32>>(),
+                [batch, classes],
+            ),
             &ad,
         );
         let (logits, pooled) = model.forward(x);
@@ -191,17 +224,30 @@ fn bench_finetune(vit: &VitConfig, batch: usize, seconds: f64, device: &Device) 
     })
 }
 
-fn bench_infer(vit: &VitConfig, batch: usize, seconds: f64, device: &Device) -> (usize, f64, usize) {
+fn bench_infer(
+    vit: &VitConfig,
+    batch: usize,
+    seconds: f64,
+    device: &Device,
+) -> (usize, f64, usize) {
     let classes: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
     let cfg = vit
         .clone()
         .with_num_classes(classes.len())
         .with_global_pool(GlobalPool::Mean);
-    let model = ExpressionModel::from_parts(cfg.init(device), ModelConfig::new("bench", cfg.clone(), classes), device);
+    let model = ExpressionModel::from_parts(
+        cfg.init(device),
+        ModelConfig::new("bench", cfg.clone(), classes),
+        device,
+    );
     let mut rng = StdRng::seed_from_u64(0);
     let s = vit.image_size as u32;
     let crops: Vec<image::RgbImage> = (0..batch)
-        .map(|_| image::RgbImage::from_fn(s, s, |_, _| image::Rgb([rng.random(), rng.random(), rng.random()])))
+        .map(|_| {
+            image::RgbImage::from_fn(s, s, |_, _| {
+                image::Rgb([rng.random(), rng.random(), rng.random()])
+            })
+        })
         .collect();
     timed(batch, seconds / 2.0, || {
         let _ = model.predict_probs(&crops);

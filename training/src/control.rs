@@ -46,7 +46,11 @@ pub struct LoopControl {
 }
 
 impl LoopControl {
-    pub fn new(stop: Arc<AtomicBool>, max_steps: Option<usize>, checkpoint_every: Duration) -> Self {
+    pub fn new(
+        stop: Arc<AtomicBool>,
+        max_steps: Option<usize>,
+        checkpoint_every: Duration,
+    ) -> Self {
         Self {
             stop,
             max_steps,
@@ -91,11 +95,9 @@ pub enum Outcome {
 pub fn epoch_bar(epoch: usize, epochs: usize, batches: usize, done: usize) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:28}] {pos}/{len} {msg} | epoch ETA {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{prefix} [{bar:28}] {pos}/{len} {msg} | epoch ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
     bar.set_position(done as u64);

@@ -5,7 +5,9 @@ use anyhow::{Result, bail};
 use burn::tensor::{Device, DeviceKind};
 
 /// The `--device` option.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceChoice {
     /// A hardware GPU adapter if wgpu finds one, else the CPU.
@@ -24,7 +26,9 @@ pub fn hardware_gpu() -> Option<String> {
     adapters.into_iter().map(|a| a.get_info()).find_map(|info| {
         matches!(
             info.device_type,
-            wgpu::DeviceType::DiscreteGpu | wgpu::DeviceType::IntegratedGpu | wgpu::DeviceType::VirtualGpu
+            wgpu::DeviceType::DiscreteGpu
+                | wgpu::DeviceType::IntegratedGpu
+                | wgpu::DeviceType::VirtualGpu
         )
         .then(|| format!("{} ({:?}, {:?})", info.name, info.device_type, info.backend))
     })
@@ -35,11 +39,17 @@ pub fn select(choice: DeviceChoice) -> Result<(Device, String)> {
     match choice {
         DeviceChoice::Cpu => Ok((Device::flex(), cpu_description())),
         DeviceChoice::Wgpu => match hardware_gpu() {
-            Some(name) => Ok((Device::wgpu(DeviceKind::DefaultDevice), format!("wgpu: {name}"))),
+            Some(name) => Ok((
+                Device::wgpu(DeviceKind::DefaultDevice),
+                format!("wgpu: {name}"),
+            )),
             None => bail!("--device wgpu: wgpu finds no hardware GPU adapter on this machine"),
         },
         DeviceChoice::Auto => match hardware_gpu() {
-            Some(name) => Ok((Device::wgpu(DeviceKind::DefaultDevice), format!("wgpu: {name}"))),
+            Some(name) => Ok((
+                Device::wgpu(DeviceKind::DefaultDevice),
+                format!("wgpu: {name}"),
+            )),
             None => Ok((Device::flex(), cpu_description())),
         },
     }

@@ -65,7 +65,11 @@ pub fn package_dir(path: &Path) -> PathBuf {
 }
 
 /// Confusion of `model` on `set` (majority labels), predicting in batches.
-pub fn evaluate_package(model: &ExpressionModel, set: &LabeledSet, batch_size: usize) -> Result<Confusion> {
+pub fn evaluate_package(
+    model: &ExpressionModel,
+    set: &LabeledSet,
+    batch_size: usize,
+) -> Result<Confusion> {
     if model.classes() != set.classes.as_slice() {
         bail!(
             "the model's classes {:?} are not the dataset's {:?}",
@@ -127,7 +131,10 @@ pub fn eval(opts: &EvalOptions) -> Result<EvalSummary> {
             .zip(confusion.per_class_accuracy())
             .collect(),
     };
-    std::fs::write(out.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
+    std::fs::write(
+        out.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
     eprintln!("wrote {}", out.display());
     Ok(summary)
 }

@@ -61,7 +61,9 @@ pub fn export(opts: &ExportOptions) -> Result<PathBuf> {
     } else {
         None
     };
-    let finetune_options = run_dir.as_ref().and_then(|d| read_json(&RunDir::new(d).options()));
+    let finetune_options = run_dir
+        .as_ref()
+        .and_then(|d| read_json(&RunDir::new(d).options()));
     let finetune_state = run_dir.as_ref().and_then(|d| read_state(&RunDir::new(d)));
     let pretrain_dir = finetune_options
         .as_ref()
@@ -69,17 +71,28 @@ pub fn export(opts: &ExportOptions) -> Result<PathBuf> {
         .and_then(Value::as_str)
         .map(|p| {
             let p = PathBuf::from(p);
-            if p.is_dir() { p } else { p.parent().map(Path::to_path_buf).unwrap_or(p) }
+            if p.is_dir() {
+                p
+            } else {
+                p.parent().map(Path::to_path_buf).unwrap_or(p)
+            }
         });
-    let pretrain_options = pretrain_dir.as_ref().and_then(|d| read_json(&RunDir::new(d).options()));
-    let pretrain_state = pretrain_dir.as_ref().and_then(|d| read_state(&RunDir::new(d)));
+    let pretrain_options = pretrain_dir
+        .as_ref()
+        .and_then(|d| read_json(&RunDir::new(d).options()));
+    let pretrain_state = pretrain_dir
+        .as_ref()
+        .and_then(|d| read_state(&RunDir::new(d)));
 
     let mut config = model.config().clone();
     config.name = opts.name.clone();
     config.weights_dtype = opts.dtype.clone();
     let mut provenance: HashMap<String, String> = HashMap::from([
         ("exported_from".to_string(), source.display().to_string()),
-        ("exporter".to_string(), format!("mimic-train {}", env!("CARGO_PKG_VERSION"))),
+        (
+            "exporter".to_string(),
+            format!("mimic-train {}", env!("CARGO_PKG_VERSION")),
+        ),
     ]);
     if let Some(o) = &finetune_options {
         provenance.insert("finetune_command".into(), command_line("finetune", o));
@@ -157,7 +170,9 @@ pub fn command_line(sub: &str, options: &Value) -> String {
 }
 
 fn shell_word(t: &str) -> String {
-    if t.chars().all(|c| c.is_ascii_alphanumeric() || "-_./+=:".contains(c)) {
+    if t.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./+=:".contains(c))
+    {
         t.to_string()
     } else {
         format!("'{}'", t.replace('\'', "'\\''"))
@@ -196,7 +211,12 @@ fn model_card(
         v.macs() as f64 / 1e9
     )
     .unwrap();
-    writeln!(s, "Classes (output order): {}.\n", config.classes.join(", ")).unwrap();
+    writeln!(
+        s,
+        "Classes (output order): {}.\n",
+        config.classes.join(", ")
+    )
+    .unwrap();
     writeln!(
         s,
         "Input: an aligned face crop of {0}×{0} px (5-point similarity alignment onto the \
@@ -217,10 +237,10 @@ fn model_card(
         if let Some(st) = state {
             writeln!(
                 s,
-                "{stage}: {} epochs, {} optimizer steps, {:.1} h of training wall time.",
+                "{stage}: {} epochs, {} optimizer steps, {} of training wall time.",
                 st.epoch,
                 st.step,
-                st.seconds / 3600.0
+                crate::control::format_duration(st.seconds)
             )
             .unwrap();
         }
@@ -232,7 +252,7 @@ fn model_card(
     }
     s += "\n## Measured accuracy (majority protocol)\n\n";
     if measured.is_empty() {
-        s += "Not measured at export (run `mimic-train export --data …`, or `mimic-train eval`).\n";
+        s += "Not measured at export (run `mimic-train export --data …`, or `mimic-train eval`).\n\n";
     }
     for (split, original, stored) in measured {
         writeln!(

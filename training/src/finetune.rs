@@ -88,6 +88,9 @@ pub struct FinetuneOptions {
     /// Override the preset's patch size.
     #[arg(long)]
     pub patch_size: Option<usize>,
+    /// Train on a seeded random subset of this many training images.
+    #[arg(long)]
+    pub limit: Option<usize>,
     #[arg(long, value_enum, default_value_t = PoolChoice::Mean)]
     pub pool: PoolChoice,
     #[arg(long, default_value_t = 50)]
@@ -117,16 +120,16 @@ pub struct FinetuneOptions {
     pub clip_grad: Option<f64>,
     /// Label smoothing ε of the cross-entropy targets.
     #[arg(long, default_value_t = 0.1)]
-    pub label_smoothing: f32,
+    pub label_smoothing: f64,
     /// Random-erasing probability.
     #[arg(long, default_value_t = 0.25)]
-    pub reprob: f32,
+    pub reprob: f64,
     /// Brightness / contrast jitter strength (0 = off).
     #[arg(long, default_value_t = 0.4)]
-    pub color_jitter: f32,
+    pub color_jitter: f64,
     /// Smallest crop area share of the random resized crop.
     #[arg(long, default_value_t = 0.8)]
-    pub crop_min_scale: f32,
+    pub crop_min_scale: f64,
     /// No random horizontal flip.
     #[arg(long)]
     pub no_flip: bool,
@@ -249,9 +252,20 @@ impl PreparedSet {
     /// Stores the images at their own size when they all share one square
     /// size, else resized to `input_size`.
     pub fn new(set: &LabeledSet, input_size: usize) -> Self {
-        let first = set.samples.first().map(|s| (s.image.width(), s.image.height()));
+        let first = set
+            .samples
+            .first()
+            .map(|s| (s.image.width(), s.image.height()));
         let size = match first {
-            Some((w, h)) if w == h && set.samples.iter().all(|s| (s.image.width(), s.image.height()) == (w, h)) => w,
+            Some((w, h))
+                if w == h
+                    && set
+                        .samples
+                        .iter()
+                        .all(|s| (s.image.width(), s.image.height()) == (w, h)) =>
+            {
+                w
+            }
             _ => input_size as u32,
         };
         Self {
@@ -274,7 +288,16 @@ impl PreparedSet {
         let mut out = vec![0.0; ids.len() * 3 * size * size];
         for (k, chunk) in out.chunks_mut(3 * size * size).enumerate() {
             let full = CropBox::full(self.store.width, self.store.height);
-            render(&self.store, ids[k], full, false, PixelAugment::NONE, norm, size, chunk);
+            render(
+                &self.store,
+                ids[k],
+                full,
+                false,
+                PixelAugment::NONE,
+                norm,
+                size,
+                chunk,
+            );
         }
         out
     }
@@ -290,7 +313,11 @@ pub fn label_mode(name: &str) -> Result<LabelMode> {
 }
 
 /// The ViT shape and the starting weights for a fine-tuning run.
-fn initial_model(opts: &FinetuneOptions, classes: usize, device: &Device) -> Result<(Vit, Option<String>)> {
+fn initial_model(
+    opts: &FinetuneOptions,
+    classes: usize,
+    device: &Device,
+) -> Result<(Vit, Option<String>)> {
     let pool = match opts.pool {
         PoolChoice::Mean => GlobalPool::Mean,
         PoolChoice::Cls => GlobalPool::Cls,
@@ -298,7 +325,13 @@ fn initial_model(opts: &FinetuneOptions, classes: usize, device: &Device) -> Res
     let Some(init) = &opts.init else {
         let vit = preset_shape(
             &opts.preset,
-            [opts.image_size, opts.patch_size, opts.dim, opts.depth, opts.heads],
+            [
+                opts.image_size,
+                opts.patch_size,
+                opts.dim,
+                opts.depth,
+                opts.heads,
+            ],
         )?;
         let cfg = vit
             .with_num_classes(classes)
@@ -325,7 +358,14 @@ fn initial_model(opts: &FinetuneOptions, classes: usize, device: &Device) -> Res
         .with_drop_path(opts.drop_path);
     let vit = Vit::from_state_dict(&cfg, &sd, &["fc_norm", "head"], device)
         .with_context(|| format!("cannot start from {}", weights.display()))?;
-    Ok((vit, Some(format!("{} ({} MAE epochs)", weights.display(), info.epochs))))
+    Ok((
+        vit,
+        Some(format!(
+            "{} ({} MAE epochs)",
+            weights.display(),
+            info.epochs
+        )),
+    ))
 }
 
 /// One rendered fine-tuning batch.
@@ -349,20 +389,28 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
 
     eprintln!("loading {} from {} …", opts.dataset, opts.data.display());
     let train_set = crate::data::load(kind, &opts.data, Split::Train, mode)?;
-    let (train_set, valid_set) = match crate::data::load(kind, &opts.data, Split::Valid, LabelMode::Majority) {
-        Ok(valid) => (train_set, valid),
-        Err(DatasetError::SplitNotAvailable { .. }) => {
-            eprintln!("{} has no valid split: holding out 10 % of train for validation", opts.dataset);
-            hold_out(train_set, 0.1, opts.seed)
-        }
-        Err(e) => return Err(e.into()),
+    let (train_set, valid_set) =
+        match crate::data::load(kind, &opts.data, Split::Valid, LabelMode::Majority) {
+            Ok(valid) => (train_set, valid),
+            Err(DatasetError::SplitNotAvailable { .. }) => {
+                eprintln!(
+                    "{} has no valid split: holding out 10 % of train for validation",
+                    opts.dataset
+                );
+                hold_out(train_set, 0.1, opts.seed)
+            }
+            Err(e) => return Err(e.into()),
+        };
+    let train_set = match opts.limit {
+        Some(k) if k < train_set.len() => subset(train_set, k, opts.seed),
+        _ => train_set,
     };
     if train_set.classes != valid_set.classes {
         bail!("train and valid splits have different classes");
     }
     let classes = train_set.classes.clone();
 
-    let ad = device.autodiff();
+    let ad = device.clone().autodiff();
     ad.seed(derive_seed(opts.seed, stream::INIT, 0));
     let (vit, init_note) = initial_model(opts, classes.len(), &ad)?;
     let vit_cfg = vit.config();
@@ -373,25 +421,28 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
     let n = train.len();
     let steps_per_epoch = n / opts.batch_size;
     if steps_per_epoch == 0 {
-        bail!("{n} training images are fewer than one batch of {}", opts.batch_size);
+        bail!(
+            "{n} training images are fewer than one batch of {}",
+            opts.batch_size
+        );
     }
     let model = Classifier::new(vit, opts.proj_dim, &ad);
-    let params = trainable_params(&model);
-    let optim = adamw(
-        &params,
-        &AdamWOptions {
-            weight_decay: opts.weight_decay,
-            beta1: 0.9,
-            beta2: 0.999,
-        },
-    );
+    let adamw_options = AdamWOptions {
+        weight_decay: opts.weight_decay,
+        beta1: 0.9,
+        beta2: 0.999,
+    };
+    let (mut model, mut optim, resumed) =
+        run.load_checkpoint(model, |m| adamw(&trainable_params(m), &adamw_options))?;
+    // Groups by parameter id: built from the loaded model, whose ids the
+    // checkpoint restored.
     let lr_groups = LrGroups::layer_wise(
-        &params,
+        &trainable_params(&model),
         &layer_decay_scales(vit_cfg.depth, opts.layer_decay),
         |p| vit_layer_id(p, vit_cfg.depth),
     );
-    let (mut model, mut optim, mut state) = match run.load_checkpoint(model, optim)? {
-        Some((m, o, s)) => {
+    let mut state = match resumed {
+        Some(s) => {
             eprintln!(
                 "resuming {} at epoch {} batch {} (step {})",
                 opts.out.display(),
@@ -399,7 +450,7 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                 s.batch,
                 s.step
             );
-            (m, o, s)
+            s
         }
         None => {
             eprintln!(
@@ -412,7 +463,7 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                 valid.len(),
                 classes.len()
             );
-            (model, optim, TrainState::default())
+            TrainState::default()
         }
     };
 
@@ -445,12 +496,21 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                     stream::BATCH,
                     (epoch * steps_per_epoch + b) as u64,
                 ));
-                make_batch(&train, &order[b * bs..(b + 1) * bs], &opts, size, &norm, &mut rng)
+                make_batch(
+                    &train,
+                    &order[b * bs..(b + 1) * bs],
+                    &opts,
+                    size,
+                    &norm,
+                    &mut rng,
+                )
             })
         };
         let bar = epoch_bar(epoch, opts.epochs, steps_per_epoch, state.batch);
         let mut speed = Throughput::start();
-        let (mut ce_sum, mut sc_sum, mut count) = (0.0f64, 0.0f64, 0usize);
+        let sum = |k: &str| state.epoch_sums.get(k).copied().unwrap_or(0.0);
+        let (mut ce_sum, mut sc_sum, mut count) =
+            (sum("ce"), sum("supcon"), sum("batches") as usize);
         let mut last_lr = 0.0;
         let mut stopped = false;
         for batch in batches {
@@ -458,7 +518,8 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
             last_lr = lr;
             ad.seed(derive_seed(opts.seed, stream::DEVICE, state.step as u64));
             let x = Tensor::<4>::from_data(TensorData::new(batch.images, [bs, 3, size, size]), &ad);
-            let y = Tensor::<2>::from_data(TensorData::new(batch.ce_targets, [bs, classes.len()]), &ad);
+            let y =
+                Tensor::<2>::from_data(TensorData::new(batch.ce_targets, [bs, classes.len()]), &ad);
             let (logits, pooled) = model.forward(x);
             let ce = soft_cross_entropy(logits, y);
             let ce_value = ce.clone().into_scalar::<f32>() as f64;
@@ -470,7 +531,11 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                 ce
             };
             if !ce_value.is_finite() {
-                bail!("loss became {ce_value} at step {} (epoch {}); lower --lr", state.step, epoch + 1);
+                bail!(
+                    "loss became {ce_value} at step {} (epoch {}); lower --lr",
+                    state.step,
+                    epoch + 1
+                );
             }
             let mut grads = GradientsParams::from_grads(loss.backward(), &model);
             if let Some(c) = opts.clip_grad {
@@ -482,7 +547,8 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
             ce_sum += ce_value;
             count += 1;
             speed.add(bs);
-            let remaining = (total_steps - state.step) as f64 * bs as f64 / speed.images_per_second().max(1e-9);
+            let remaining =
+                (total_steps - state.step) as f64 * bs as f64 / speed.images_per_second().max(1e-9);
             bar.set_message(format!(
                 "ce {:.4} supcon {:.4} lr {:.2e} {:.0} img/s | run ETA {}",
                 ce_sum / count as f64,
@@ -492,6 +558,11 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                 format_duration(remaining)
             ));
             bar.inc(1);
+            state.epoch_sums = BTreeMap::from([
+                ("ce".to_string(), ce_sum),
+                ("supcon".to_string(), sc_sum),
+                ("batches".to_string(), count as f64),
+            ]);
             if control.step_and_check_stop() {
                 stopped = true;
                 break;
@@ -535,12 +606,16 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
             ("lr".to_string(), last_lr),
             ("images_per_s".to_string(), train_speed),
             ("valid_accuracy".to_string(), acc),
-            ("valid_mean_class_accuracy".to_string(), confusion.mean_class_accuracy()),
+            (
+                "valid_mean_class_accuracy".to_string(),
+                confusion.mean_class_accuracy(),
+            ),
             ("epoch_seconds".to_string(), speed.seconds()),
             ("total_seconds".to_string(), state.seconds),
         ]));
         state.epoch += 1;
         state.batch = 0;
+        state.epoch_sums.clear();
         if improved {
             state.best_metric = Some(acc);
             state.best_epoch = Some(epoch + 1);
@@ -569,12 +644,12 @@ fn make_batch(
         let crop = random_resized_crop(
             train.store.width,
             train.store.height,
-            (opts.crop_min_scale, 1.0),
+            (opts.crop_min_scale as f32, 1.0),
             (3.0 / 4.0, 4.0 / 3.0),
             rng,
         );
         let flip = !opts.no_flip && rng.random_bool(0.5);
-        let jitter = PixelAugment::random(opts.color_jitter, rng);
+        let jitter = PixelAugment::random(opts.color_jitter as f32, rng);
         render(&train.store, ids[k], crop, flip, jitter, norm, size, out);
     }
     let mut images = clean.clone();
@@ -599,11 +674,11 @@ fn make_batch(
     }
     let grey = train.store.channels == 1;
     for img in images.chunks_mut(per) {
-        random_erase(img, size, opts.reprob, grey, rng);
+        random_erase(img, size, opts.reprob as f32, grey, rng);
     }
     let ce_targets = targets
         .iter()
-        .flat_map(|t| smooth_labels(t, opts.label_smoothing))
+        .flat_map(|t| smooth_labels(t, opts.label_smoothing as f32))
         .collect();
     Batch {
         images,
@@ -613,21 +688,42 @@ fn make_batch(
 }
 
 /// Majority-label confusion of `vit` (non-autodiff) on `set`.
-pub fn evaluate(vit: &Vit, set: &PreparedSet, norm: &Normalization, batch: usize, device: &Device) -> Confusion {
+pub fn evaluate(
+    vit: &Vit,
+    set: &PreparedSet,
+    norm: &Normalization,
+    batch: usize,
+    device: &Device,
+) -> Confusion {
     let size = vit.config().image_size;
     let mut confusion = Confusion::new(set.classes.clone());
     let ids: Vec<usize> = (0..set.len()).collect();
     for chunk in ids.chunks(batch.max(1)) {
         let x = Tensor::<4>::from_data(
-            TensorData::new(set.render_plain(chunk, size, norm), [chunk.len(), 3, size, size]),
+            TensorData::new(
+                set.render_plain(chunk, size, norm),
+                [chunk.len(), 3, size, size],
+            ),
             device,
         );
-        let logits = vit.forward(x).into_data().into_vec::<f32>().expect("f32 logits");
+        let logits = vit
+            .forward(x)
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("f32 logits");
         for (k, row) in logits.chunks(set.classes.len()).enumerate() {
             confusion.add(argmax(&set.targets[chunk[k]]), argmax(row));
         }
     }
     confusion
+}
+
+/// A seeded random `k` samples of `set`.
+fn subset(mut set: LabeledSet, k: usize, seed: u64) -> LabeledSet {
+    let mut rng = StdRng::seed_from_u64(derive_seed(seed, stream::SHUFFLE, u64::MAX - 1));
+    rand::seq::SliceRandom::shuffle(set.samples.as_mut_slice(), &mut rng);
+    set.samples.truncate(k);
+    set
 }
 
 /// Moves a seeded random `share` of `set` into a second set.
@@ -644,7 +740,12 @@ fn hold_out(mut set: LabeledSet, share: f64, seed: u64) -> (LabeledSet, LabeledS
 }
 
 /// The model package of a fine-tuned network (f32 weights) with provenance.
-pub fn package_config(vit: &Vit, classes: &[String], name: &str, provenance: HashMap<String, String>) -> ModelConfig {
+pub fn package_config(
+    vit: &Vit,
+    classes: &[String],
+    name: &str,
+    provenance: HashMap<String, String>,
+) -> ModelConfig {
     let mut cfg = ModelConfig::new(name, vit.config().with_drop_path(0.0), classes.to_vec());
     cfg.weights_dtype = "f32".into();
     cfg.provenance = provenance;
@@ -667,8 +768,14 @@ fn save_best(
     let provenance = HashMap::from([
         ("trainer".to_string(), "mimic-train finetune".to_string()),
         ("options".to_string(), serde_json::to_string(opts)?),
-        ("epoch".to_string(), state.best_epoch.unwrap_or(0).to_string()),
-        ("valid_accuracy".to_string(), format!("{:.6}", confusion.accuracy())),
+        (
+            "epoch".to_string(),
+            state.best_epoch.unwrap_or(0).to_string(),
+        ),
+        (
+            "valid_accuracy".to_string(),
+            format!("{:.6}", confusion.accuracy()),
+        ),
         ("train_seconds".to_string(), format!("{:.0}", state.seconds)),
     ]);
     let cfg = package_config(&vit, classes, "best", provenance);

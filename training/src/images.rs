@@ -44,17 +44,27 @@ impl ImageStore {
 
     /// Decoded images of any kind, stored grey when every one is grey, else
     /// RGB; resized to `size × size` when they are not already.
-    pub fn from_dynamic<'a>(images: impl Iterator<Item = &'a DynamicImage> + Clone, size: u32) -> Self {
-        let grey = images
-            .clone()
-            .all(|i| matches!(i, DynamicImage::ImageLuma8(_) | DynamicImage::ImageLuma16(_)));
+    pub fn from_dynamic<'a>(
+        images: impl Iterator<Item = &'a DynamicImage> + Clone,
+        size: u32,
+    ) -> Self {
+        let grey = images.clone().all(|i| {
+            matches!(
+                i,
+                DynamicImage::ImageLuma8(_) | DynamicImage::ImageLuma16(_)
+            )
+        });
         let channels = if grey { 1 } else { 3 };
         let mut data = Vec::new();
         for img in images {
             let img = if img.width() == size && img.height() == size {
                 std::borrow::Cow::Borrowed(img)
             } else {
-                std::borrow::Cow::Owned(img.resize_exact(size, size, image::imageops::FilterType::Triangle))
+                std::borrow::Cow::Owned(img.resize_exact(
+                    size,
+                    size,
+                    image::imageops::FilterType::Triangle,
+                ))
             };
             if grey {
                 data.extend_from_slice(img.to_luma8().as_raw());
@@ -297,7 +307,8 @@ mod tests {
     use rand::SeedableRng;
 
     fn store_2x2() -> ImageStore {
-        let img = RgbImage::from_raw(2, 2, vec![0, 0, 0, 255, 255, 255, 0, 0, 0, 255, 255, 255]).unwrap();
+        let img =
+            RgbImage::from_raw(2, 2, vec![0, 0, 0, 255, 255, 255, 0, 0, 0, 255, 255, 255]).unwrap();
         ImageStore::from_rgb(&[img])
     }
 
@@ -310,9 +321,27 @@ mod tests {
     fn rendering_the_full_box_at_source_size_copies_pixels() {
         let s = store_2x2();
         let mut out = vec![0.0; 12];
-        render(&s, 0, CropBox::full(2, 2), false, PixelAugment::NONE, &IDENTITY, 2, &mut out);
+        render(
+            &s,
+            0,
+            CropBox::full(2, 2),
+            false,
+            PixelAugment::NONE,
+            &IDENTITY,
+            2,
+            &mut out,
+        );
         assert_eq!(&out[..4], &[0.0, 1.0, 0.0, 1.0]);
-        render(&s, 0, CropBox::full(2, 2), true, PixelAugment::NONE, &IDENTITY, 2, &mut out);
+        render(
+            &s,
+            0,
+            CropBox::full(2, 2),
+            true,
+            PixelAugment::NONE,
+            &IDENTITY,
+            2,
+            &mut out,
+        );
         assert_eq!(&out[..4], &[1.0, 0.0, 1.0, 0.0], "flip mirrors columns");
     }
 
@@ -326,8 +355,21 @@ mod tests {
             std: [0.5, 0.5, 0.2],
         };
         let mut out = vec![0.0; 27];
-        render(&s, 0, CropBox::full(3, 3), false, PixelAugment::NONE, &norm, 3, &mut out);
-        assert!((out[0] - 0.2).abs() < 1e-6 && (out[9] - 0.0).abs() < 1e-6 && (out[18] - 1.0).abs() < 1e-6);
+        render(
+            &s,
+            0,
+            CropBox::full(3, 3),
+            false,
+            PixelAugment::NONE,
+            &norm,
+            3,
+            &mut out,
+        );
+        assert!(
+            (out[0] - 0.2).abs() < 1e-6
+                && (out[9] - 0.0).abs() < 1e-6
+                && (out[18] - 1.0).abs() < 1e-6
+        );
     }
 
     #[test]
@@ -335,7 +377,10 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         for _ in 0..200 {
             let b = random_resized_crop(48, 40, (0.08, 1.0), (0.75, 1.333), &mut rng);
-            assert!(b.x >= 0.0 && b.y >= 0.0 && b.x + b.w <= 48.0 && b.y + b.h <= 40.0, "{b:?}");
+            assert!(
+                b.x >= 0.0 && b.y >= 0.0 && b.x + b.w <= 48.0 && b.y + b.h <= 40.0,
+                "{b:?}"
+            );
         }
     }
 

@@ -54,7 +54,9 @@ impl MaeConfig {
     /// Visible patches per image.
     pub fn visible_patches(&self) -> usize {
         let n = self.encoder.num_patches();
-        ((n as f64) * (1.0 - self.mask_ratio)).round().clamp(1.0, n as f64) as usize
+        ((n as f64) * (1.0 - self.mask_ratio))
+            .round()
+            .clamp(1.0, n as f64) as usize
     }
 
     pub fn init(&self, device: &Device) -> Mae {
@@ -131,7 +133,12 @@ pub struct MaskPlan {
 
 /// MAE's `random_masking`: for every image, a uniformly random subset of
 /// `visible` of its `patches` stays visible.
-pub fn random_masking(batch: usize, patches: usize, visible: usize, rng: &mut impl Rng) -> MaskPlan {
+pub fn random_masking(
+    batch: usize,
+    patches: usize,
+    visible: usize,
+    rng: &mut impl Rng,
+) -> MaskPlan {
     let masked = patches - visible;
     let mut keep = Vec::with_capacity(batch * visible);
     let mut restore = vec![0i64; batch * patches];
@@ -169,7 +176,11 @@ pub fn normalize_patches(patches: Tensor<3>) -> Tensor<3> {
     let [_, _, v] = patches.dims();
     let mean = patches.clone().mean_dim(2);
     let centered = patches - mean;
-    let var = centered.clone().square().sum_dim(2).div_scalar((v - 1) as f64);
+    let var = centered
+        .clone()
+        .square()
+        .sum_dim(2)
+        .div_scalar((v - 1) as f64);
     centered / (var + 1e-6).sqrt()
 }
 
@@ -194,9 +205,16 @@ impl Mae {
         let device = images.device();
         let tokens = self.encoder.embed_patches(images);
         let [b, n, d] = tokens.dims();
-        let keep = Tensor::<1, Int>::from_data(TensorData::new(plan.keep.clone(), [plan.keep.len()]), &device);
-        let visible = tokens.reshape([b * n, d]).select(0, keep).reshape([b, plan.visible, d]);
-        self.encoder.forward_blocks(self.encoder.prepend_cls(visible))
+        let keep = Tensor::<1, Int>::from_data(
+            TensorData::new(plan.keep.clone(), [plan.keep.len()]),
+            &device,
+        );
+        let visible = tokens
+            .reshape([b * n, d])
+            .select(0, keep)
+            .reshape([b, plan.visible, d]);
+        self.encoder
+            .forward_blocks(self.encoder.prepend_cls(visible))
     }
 
     /// Decoder: mask tokens put back in patch order, all patches predicted.
@@ -267,9 +285,17 @@ mod tests {
         assert_eq!(plan.keep.len(), 12);
         for b in 0..3 {
             let m = &plan.mask[b * 16..(b + 1) * 16];
-            assert_eq!(m.iter().filter(|v| **v == 0.0).count(), 4, "4 visible in image {b}");
+            assert_eq!(
+                m.iter().filter(|v| **v == 0.0).count(),
+                4,
+                "4 visible in image {b}"
+            );
             // kept rows belong to their own image
-            assert!(plan.keep[b * 4..(b + 1) * 4].iter().all(|&k| (k as usize) / 16 == b));
+            assert!(
+                plan.keep[b * 4..(b + 1) * 4]
+                    .iter()
+                    .all(|&k| (k as usize) / 16 == b)
+            );
         }
         // Gather visible ids, append mask ids, restore: every visible patch
         // finds itself, every masked patch a mask slot.
@@ -285,7 +311,11 @@ mod tests {
         }
         let mut sorted = plan.restore.clone();
         sorted.sort();
-        assert_eq!(sorted, (0..48).collect::<Vec<i64>>(), "restore is a permutation");
+        assert_eq!(
+            sorted,
+            (0..48).collect::<Vec<i64>>(),
+            "restore is a permutation"
+        );
     }
 
     #[test]
@@ -298,7 +328,10 @@ mod tests {
                 counts[i % 4] += 1;
             }
         }
-        assert!(counts.iter().all(|&c| (900..1100).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (900..1100).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]
@@ -306,7 +339,10 @@ mod tests {
         let d = Device::flex();
         // One patch [1, 2, 3, 6]: mean 3, unbiased var (4+1+0+9)/3 = 14/3.
         let t = Tensor::<3>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 6.0], [1, 1, 4]), &d);
-        let v = normalize_patches(t).into_data().into_vec::<f32>().unwrap();
+        let v = normalize_patches(t)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         let s = (14.0f32 / 3.0 + 1e-6).sqrt();
         for (a, b) in v.iter().zip([-2.0 / s, -1.0 / s, 0.0, 3.0 / s]) {
             assert!((a - b).abs() < 1e-5, "{v:?}");
@@ -318,10 +354,14 @@ mod tests {
         let d = Device::flex();
         // 2 patches of 2 values; patch 0 visible (error ignored), patch 1
         // masked with errors 1 and 3 → mean square (1 + 9)/2 = 5.
-        let pred = Tensor::<3>::from_data(TensorData::new(vec![9.0f32, 9.0, 1.0, 3.0], [1, 2, 2]), &d);
+        let pred =
+            Tensor::<3>::from_data(TensorData::new(vec![9.0f32, 9.0, 1.0, 3.0], [1, 2, 2]), &d);
         let target = Tensor::<3>::zeros([1, 2, 2], &d);
         let mask = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 1.0], [1, 2]), &d);
-        let l = masked_mse(pred, target, mask).into_data().into_vec::<f32>().unwrap()[0];
+        let l = masked_mse(pred, target, mask)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap()[0];
         assert!((l - 5.0).abs() < 1e-6, "{l}");
     }
 
@@ -348,6 +388,6 @@ mod tests {
         assert_eq!(latent.dims(), [2, 5, 16]);
         let (loss, pred) = mae.forward(imgs, &plan);
         assert_eq!(pred.dims(), [2, 16, 48]);
-        assert!(loss.into_data().into_vec::<f32>().unwrap()[0].is_finite());
+        assert!(loss.into_data().try_into_vec::<f32>().unwrap()[0].is_finite());
     }
 }

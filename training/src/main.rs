@@ -14,7 +14,11 @@ use mimic_train::control::Outcome;
 use mimic_train::{bench, eval, export, finetune, pretrain};
 
 #[derive(Parser)]
-#[command(name = "mimic-train", version, about = "MIMIC training of the mimic expression ViT")]
+#[command(
+    name = "mimic-train",
+    version,
+    about = "MIMIC training of the mimic expression ViT"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -56,11 +56,19 @@ impl Confusion {
 
     /// A text table: per-class accuracy, then the matrix (rows = truth).
     pub fn report(&self) -> String {
-        let w = self.classes.iter().map(|c| c.len()).max().unwrap_or(5).max(9);
+        let w = self
+            .classes
+            .iter()
+            .map(|c| c.len())
+            .max()
+            .unwrap_or(5)
+            .max(9);
         let mut s = format!(
             "accuracy {:.2} % ({} of {}), mean class accuracy {:.2} %\n\n",
             self.accuracy() * 100.0,
-            (0..self.classes.len()).map(|i| self.counts[i][i]).sum::<usize>(),
+            (0..self.classes.len())
+                .map(|i| self.counts[i][i])
+                .sum::<usize>(),
             self.total(),
             self.mean_class_accuracy() * 100.0
         );
@@ -113,7 +121,10 @@ impl Confusion {
         w.write_record([
             "ALL".to_string(),
             self.total().to_string(),
-            (0..self.classes.len()).map(|i| self.counts[i][i]).sum::<usize>().to_string(),
+            (0..self.classes.len())
+                .map(|i| self.counts[i][i])
+                .sum::<usize>()
+                .to_string(),
             format!("{:.6}", self.accuracy()),
         ])?;
         w.flush()?;
@@ -125,7 +136,9 @@ impl Confusion {
 pub fn argmax(v: &[f32]) -> usize {
     v.iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| if x > bv { (i, x) } else { (bi, bv) })
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &x)| {
+            if x > bv { (i, x) } else { (bi, bv) }
+        })
         .0
 }
 
@@ -140,7 +153,10 @@ mod tests {
             c.add(t, p);
         }
         assert!((c.accuracy() - 0.6).abs() < 1e-12);
-        assert_eq!(c.per_class_accuracy(), vec![Some(2.0 / 3.0), Some(1.0), Some(0.0)]);
+        assert_eq!(
+            c.per_class_accuracy(),
+            vec![Some(2.0 / 3.0), Some(1.0), Some(0.0)]
+        );
         assert!((c.mean_class_accuracy() - 5.0 / 9.0).abs() < 1e-12);
         assert!(c.report().contains("60.00 %"));
     }

@@ -10,7 +10,9 @@ use rand::Rng;
 use rand_distr::{Beta, Distribution};
 
 /// Which mixing a fine-tuning run uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MixMode {
     /// No mixed images (plain supervised contrastive learning).
@@ -30,7 +32,10 @@ pub fn sample_lambda(alpha: f64, rng: &mut impl Rng) -> f32 {
 
 /// Mixup: `λ·a + (1 − λ)·b`.
 pub fn mixup(a: &[f32], b: &[f32], lambda: f32) -> Vec<f32> {
-    a.iter().zip(b).map(|(x, y)| lambda * x + (1.0 - lambda) * y).collect()
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| lambda * x + (1.0 - lambda) * y)
+        .collect()
 }
 
 /// The cutmix box `(top, left, height, width)` for share `lambda` of the
@@ -48,7 +53,12 @@ pub fn cutmix_box(size: usize, lambda: f32, rng: &mut impl Rng) -> (usize, usize
 
 /// Cutmix: `a` with the box `(top, left, height, width)` taken from `b`.
 /// Returns the image and the actual share of `a`, `1 − box area / image area`.
-pub fn cutmix(a: &[f32], b: &[f32], size: usize, bbox: (usize, usize, usize, usize)) -> (Vec<f32>, f32) {
+pub fn cutmix(
+    a: &[f32],
+    b: &[f32],
+    size: usize,
+    bbox: (usize, usize, usize, usize),
+) -> (Vec<f32>, f32) {
     let (top, left, h, w) = bbox;
     let plane = size * size;
     let mut out = a.to_vec();
@@ -105,7 +115,9 @@ mod tests {
         let img = mixup(&[1.0, 0.0], &[0.0, 1.0], 0.3);
         assert_eq!(img, vec![0.3, 0.7]);
         let y = mix_targets(&[1.0, 0.0, 0.0], &[0.0, 0.5, 0.5], 0.3);
-        assert!((y[0] - 0.3).abs() < 1e-6 && (y[1] - 0.35).abs() < 1e-6 && (y[2] - 0.35).abs() < 1e-6);
+        assert!(
+            (y[0] - 0.3).abs() < 1e-6 && (y[1] - 0.35).abs() < 1e-6 && (y[2] - 0.35).abs() < 1e-6
+        );
         assert!((y.iter().sum::<f32>() - 1.0).abs() < 1e-6);
     }
 
@@ -122,7 +134,16 @@ mod tests {
         // The target follows the realised share, not the sampled lambda.
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         for _ in 0..50 {
-            let (img, y) = mix_pair(MixMode::Cutmix, 1.0, &a, &[1.0, 0.0], &b, &[0.0, 1.0], 4, &mut rng);
+            let (img, y) = mix_pair(
+                MixMode::Cutmix,
+                1.0,
+                &a,
+                &[1.0, 0.0],
+                &b,
+                &[0.0, 1.0],
+                4,
+                &mut rng,
+            );
             let kept = img.iter().sum::<f32>() / 16.0;
             assert!((y[0] - kept).abs() < 1e-6, "{y:?} vs {kept}");
         }

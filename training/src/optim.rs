@@ -2,9 +2,9 @@
 //! tokens, layer-wise learning-rate decay, and gradient clipping by the global
 //! norm (torch's `clip_grad_norm_`), all over burn's `ModuleOptimizer`.
 
+use burn::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
 use burn::tensor::Tensor;
 
 /// One learnable parameter of a module.
@@ -98,7 +98,11 @@ impl LrGroups {
     /// Layer-wise decay: the parameters in layer `id` (see
     /// [`crate::schedule::layer_decay_scales`]) get `scales[id]`. `layer_of`
     /// maps a parameter path to its layer id.
-    pub fn layer_wise(params: &[ParamInfo], scales: &[f64], layer_of: impl Fn(&str) -> usize) -> Self {
+    pub fn layer_wise(
+        params: &[ParamInfo],
+        scales: &[f64],
+        layer_of: impl Fn(&str) -> usize,
+    ) -> Self {
         let mut by_layer: Vec<Vec<ParamId>> = vec![Vec::new(); scales.len()];
         for p in params {
             by_layer[layer_of(&p.path).min(scales.len() - 1)].push(p.id);
@@ -140,7 +144,11 @@ pub fn vit_layer_id(path: &str, depth: usize) -> usize {
 /// Scales all gradients by `min(1, max_norm / ‖g‖)`, `‖g‖` the L2 norm of
 /// all of them together (torch's `clip_grad_norm_`). The scale stays on the
 /// device: nothing is read back.
-pub fn clip_grad_norm<M: Module>(module: &M, grads: GradientsParams, max_norm: f64) -> GradientsParams {
+pub fn clip_grad_norm<M: Module>(
+    module: &M,
+    grads: GradientsParams,
+    max_norm: f64,
+) -> GradientsParams {
     struct SumSquares<'a> {
         grads: &'a GradientsParams,
         total: Option<Tensor<1>>,
@@ -176,7 +184,10 @@ pub fn clip_grad_norm<M: Module>(module: &M, grads: GradientsParams, max_norm: f
     let Some(total) = sum.total else {
         return grads;
     };
-    let factor = (total.sqrt() + 1e-6).recip().mul_scalar(max_norm).clamp_max(1.0);
+    let factor = (total.sqrt() + 1e-6)
+        .recip()
+        .mul_scalar(max_norm)
+        .clamp_max(1.0);
     let mut scale = Scale { grads, factor };
     module.visit(&mut scale);
     scale.grads
@@ -215,13 +226,30 @@ mod tests {
         let loss = (m.a.val() * w).sum() + m.b.val().reshape([1]).mul_scalar(4.0);
         let grads = GradientsParams::from_grads(loss.backward(), &m);
         let clipped = clip_grad_norm(&m, grads, 1.0);
-        let ga = clipped.get::<1>(m.a.id).unwrap().into_data().into_vec::<f32>().unwrap();
-        let gb = clipped.get::<2>(m.b.id).unwrap().into_data().into_vec::<f32>().unwrap();
+        let ga = clipped
+            .get::<1>(m.a.id)
+            .unwrap()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let gb = clipped
+            .get::<2>(m.b.id)
+            .unwrap()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         assert!((ga[0] - 0.6).abs() < 1e-5 && ga[1] == 0.0 && (gb[0] - 0.8).abs() < 1e-5);
         // Below the threshold nothing changes.
-        let loss = (m.a.val() * Tensor::<1>::from_data(TensorData::new(vec![0.3f32, 0.4], [2]), &device)).sum();
+        let loss = (m.a.val()
+            * Tensor::<1>::from_data(TensorData::new(vec![0.3f32, 0.4], [2]), &device))
+        .sum();
         let grads = clip_grad_norm(&m, GradientsParams::from_grads(loss.backward(), &m), 1.0);
-        let ga = grads.get::<1>(m.a.id).unwrap().into_data().into_vec::<f32>().unwrap();
+        let ga = grads
+            .get::<1>(m.a.id)
+            .unwrap()
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
         assert!((ga[0] - 0.3).abs() < 1e-5 && (ga[1] - 0.4).abs() < 1e-5);
     }
 
@@ -234,6 +262,9 @@ mod tests {
         };
         assert!(exempt_from_decay(&p("vit.blocks.0.norm1.gamma", vec![8])));
         assert!(exempt_from_decay(&p("vit.cls_token", vec![1, 1, 8])));
-        assert!(!exempt_from_decay(&p("vit.blocks.0.attn.qkv.weight", vec![8, 24])));
+        assert!(!exempt_from_decay(&p(
+            "vit.blocks.0.attn.qkv.weight",
+            vec![8, 24]
+        )));
     }
 }

@@ -22,7 +22,10 @@ pub fn tile_grid(rows: &[Vec<RgbImage>], zoom: u32, gap: u32) -> RgbImage {
             let (x0, y0) = (gap + c as u32 * (tw + gap), gap + r as u32 * (th + gap));
             for y in 0..th {
                 for x in 0..tw {
-                    let p = *tile.get_pixel((x / zoom).min(tile.width() - 1), (y / zoom).min(tile.height() - 1));
+                    let p = *tile.get_pixel(
+                        (x / zoom).min(tile.width() - 1),
+                        (y / zoom).min(tile.height() - 1),
+                    );
                     out.put_pixel(x0 + x, y0 + y, p);
                 }
             }
@@ -47,7 +50,11 @@ pub fn draw_text(img: &mut RgbImage, x: i64, y: i64, text: &str, scale: u32, col
                     for sx in 0..scale {
                         let px = x + (i as i64 * 8 + gx) * scale as i64 + sx as i64;
                         let py = y + gy as i64 * scale as i64 + sy as i64;
-                        if px >= 0 && py >= 0 && (px as u32) < img.width() && (py as u32) < img.height() {
+                        if px >= 0
+                            && py >= 0
+                            && (px as u32) < img.width()
+                            && (py as u32) < img.height()
+                        {
                             img.put_pixel(px as u32, py as u32, color);
                         }
                     }
@@ -65,18 +72,40 @@ pub fn confusion_png(counts: &[Vec<usize>], classes: &[String]) -> RgbImage {
     let cell = 44u32;
     let label_w = 8 * classes.iter().map(|c| c.chars().count()).max().unwrap_or(1) as u32 + 16;
     let top = 40u32;
-    let mut img = RgbImage::from_pixel(label_w + n * cell + 8, top + n * cell + 24, Rgb([255, 255, 255]));
+    let mut img = RgbImage::from_pixel(
+        label_w + n * cell + 8,
+        top + n * cell + 24,
+        Rgb([255, 255, 255]),
+    );
     let black = Rgb([0, 0, 0]);
     draw_text(&mut img, label_w as i64, 4, "predicted ->", 1, black);
     for (j, name) in classes.iter().enumerate() {
         let short: String = name.chars().take(5).collect();
-        draw_text(&mut img, (label_w + j as u32 * cell + 2) as i64, 22, &short, 1, black);
+        draw_text(
+            &mut img,
+            (label_w + j as u32 * cell + 2) as i64,
+            22,
+            &short,
+            1,
+            black,
+        );
     }
     for (i, name) in classes.iter().enumerate() {
         let total: usize = counts[i].iter().sum();
-        draw_text(&mut img, 4, (top + i as u32 * cell + cell / 2 - 4) as i64, name, 1, black);
+        draw_text(
+            &mut img,
+            4,
+            (top + i as u32 * cell + cell / 2 - 4) as i64,
+            name,
+            1,
+            black,
+        );
         for j in 0..classes.len() {
-            let share = if total > 0 { counts[i][j] as f32 / total as f32 } else { 0.0 };
+            let share = if total > 0 {
+                counts[i][j] as f32 / total as f32
+            } else {
+                0.0
+            };
             let shade = |white: f32, full: f32| (white + (full - white) * share) as u8;
             let color = Rgb([shade(255.0, 8.0), shade(255.0, 48.0), shade(255.0, 107.0)]);
             let (x0, y0) = (label_w + j as u32 * cell, top + i as u32 * cell);
@@ -86,12 +115,23 @@ pub fn confusion_png(counts: &[Vec<usize>], classes: &[String]) -> RgbImage {
                 }
             }
             let text = format!("{:.0}", share * 100.0);
-            let ink = if share > 0.5 { Rgb([255, 255, 255]) } else { black };
+            let ink = if share > 0.5 {
+                Rgb([255, 255, 255])
+            } else {
+                black
+            };
             let tx = x0 as i64 + (cell as i64 - 8 * text.len() as i64) / 2;
             draw_text(&mut img, tx, (y0 + cell / 2 - 4) as i64, &text, 1, ink);
         }
     }
-    draw_text(&mut img, 4, (top + n * cell + 8) as i64, "rows: true class, cells: % of row", 1, black);
+    draw_text(
+        &mut img,
+        4,
+        (top + n * cell + 8) as i64,
+        "rows: true class, cells: % of row",
+        1,
+        black,
+    );
     img
 }
 

@@ -99,7 +99,7 @@ pub struct PretrainOptions {
     pub clip_grad: Option<f64>,
     /// Smallest crop area share of the random resized crop.
     #[arg(long, default_value_t = 0.2)]
-    pub crop_min_scale: f32,
+    pub crop_min_scale: f64,
     /// No random horizontal flip.
     #[arg(long)]
     pub no_flip: bool,
@@ -122,7 +122,13 @@ impl PretrainOptions {
     pub fn mae_config(&self) -> Result<MaeConfig> {
         let vit = preset_shape(
             &self.preset,
-            [self.image_size, self.patch_size, self.dim, self.depth, self.heads],
+            [
+                self.image_size,
+                self.patch_size,
+                self.dim,
+                self.depth,
+                self.heads,
+            ],
         )?;
         if !(0.0..1.0).contains(&self.mask_ratio) {
             bail!("--mask-ratio {} must be in [0, 1)", self.mask_ratio);
@@ -181,34 +187,40 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
     eprintln!("device: {description}");
 
     eprintln!("loading images under {} …", opts.data.display());
-    let images = crate::data::load_unlabeled_images(&opts.data, opts.limit)
-        .with_context(|| format!("cannot load pre-training images from {}", opts.data.display()))?;
+    let images = crate::data::load_unlabeled_images(&opts.data, opts.limit).with_context(|| {
+        format!(
+            "cannot load pre-training images from {}",
+            opts.data.display()
+        )
+    })?;
     let store = Arc::new(ImageStore::from_rgb(&images));
     drop(images);
     let n = store.len();
     let steps_per_epoch = n / opts.batch_size;
     if steps_per_epoch == 0 {
-        bail!("{} images are fewer than one batch of {}", n, opts.batch_size);
+        bail!(
+            "{} images are fewer than one batch of {}",
+            n,
+            opts.batch_size
+        );
     }
     eprintln!(
         "{n} images of {}x{}, {steps_per_epoch} steps of {} per epoch",
         store.width, store.height, opts.batch_size
     );
 
-    let ad = device.autodiff();
+    let ad = device.clone().autodiff();
     ad.seed(derive_seed(opts.seed, stream::INIT, 0));
     let mae = cfg.init(&ad);
-    let params = trainable_params(&mae);
-    let optim = adamw(
-        &params,
-        &AdamWOptions {
-            weight_decay: opts.weight_decay,
-            beta1: 0.9,
-            beta2: 0.95,
-        },
-    );
-    let (mut mae, mut optim, mut state) = match run.load_checkpoint(mae, optim)? {
-        Some((m, o, s)) => {
+    let adamw_options = AdamWOptions {
+        weight_decay: opts.weight_decay,
+        beta1: 0.9,
+        beta2: 0.95,
+    };
+    let (mut mae, mut optim, resumed) =
+        run.load_checkpoint(mae, |m| adamw(&trainable_params(m), &adamw_options))?;
+    let mut state = match resumed {
+        Some(s) => {
             eprintln!(
                 "resuming {} at epoch {} batch {} (step {})",
                 opts.out.display(),
@@ -216,7 +228,7 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                 s.batch,
                 s.step
             );
-            (m, o, s)
+            s
         }
         None => {
             let enc = cfg.encoder_config();
@@ -229,8 +241,7 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                 cfg.decoder_dim,
                 cfg.mask_ratio * 100.0
             );
-            let (m, o) = (mae, optim);
-            (m, o, TrainState::default())
+            TrainState::default()
         }
     };
 
@@ -239,7 +250,9 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
     let size = cfg.encoder.image_size;
     let visible = cfg.visible_patches();
     let patches = cfg.encoder.num_patches();
-    let sample_ids: Vec<usize> = (0..SAMPLE_IMAGES.min(n)).map(|i| i * n / SAMPLE_IMAGES.min(n)).collect();
+    let sample_ids: Vec<usize> = (0..SAMPLE_IMAGES.min(n))
+        .map(|i| i * n / SAMPLE_IMAGES.min(n))
+        .collect();
     let mut control = LoopControl::new(
         stop,
         opts.max_steps,
@@ -269,12 +282,21 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                     let crop = random_resized_crop(
                         store.width,
                         store.height,
-                        (opts.crop_min_scale, 1.0),
+                        (opts.crop_min_scale as f32, 1.0),
                         (3.0 / 4.0, 4.0 / 3.0),
                         &mut rng,
                     );
                     let flip = !opts.no_flip && rand::Rng::random_bool(&mut rng, 0.5);
-                    render(&store, idx, crop, flip, PixelAugment::NONE, &NORM, size, out);
+                    render(
+                        &store,
+                        idx,
+                        crop,
+                        flip,
+                        PixelAugment::NONE,
+                        &NORM,
+                        size,
+                        out,
+                    );
                 }
                 let plan = random_masking(bs, patches, visible, &mut rng);
                 Batch { images, plan }
@@ -282,8 +304,8 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
         };
         let bar = epoch_bar(epoch, opts.epochs, steps_per_epoch, state.batch);
         let mut speed = Throughput::start();
-        let mut loss_sum = 0.0f64;
-        let mut loss_count = 0usize;
+        let mut loss_sum = state.epoch_sums.get("loss").copied().unwrap_or(0.0);
+        let mut loss_count = state.epoch_sums.get("batches").copied().unwrap_or(0.0) as usize;
         let mut last_lr = 0.0;
         let mut stopped = false;
         for batch in batches {
@@ -297,7 +319,11 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
             let (loss, _) = mae.forward(x, &batch.plan);
             let loss_value = loss.clone().into_scalar::<f32>() as f64;
             if !loss_value.is_finite() {
-                bail!("loss became {loss_value} at step {} (epoch {}); lower --lr", state.step, epoch + 1);
+                bail!(
+                    "loss became {loss_value} at step {} (epoch {}); lower --lr",
+                    state.step,
+                    epoch + 1
+                );
             }
             let mut grads = GradientsParams::from_grads(loss.backward(), &mae);
             if let Some(c) = opts.clip_grad {
@@ -319,6 +345,10 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                 format_duration(remaining)
             ));
             bar.inc(1);
+            state.epoch_sums = BTreeMap::from([
+                ("loss".to_string(), loss_sum),
+                ("batches".to_string(), loss_count as f64),
+            ]);
             if control.step_and_check_stop() {
                 stopped = true;
                 break;
@@ -362,6 +392,7 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
         ]));
         state.epoch += 1;
         state.batch = 0;
+        state.epoch_sums.clear();
         run.save_checkpoint(&mae, &optim, &state)?;
         control.checkpoint_written();
     }
@@ -382,7 +413,12 @@ pub struct EncoderInfo {
 
 /// Writes the encoder weights (timm names, f32) and its config.
 fn save_encoder(dir: &Path, mae: &Mae, cfg: &MaeConfig, epochs: usize) -> Result<()> {
-    write_safetensors(&dir.join(ENCODER_WEIGHTS), &mae.encoder.state_dict(), false, None)?;
+    write_safetensors(
+        &dir.join(ENCODER_WEIGHTS),
+        &mae.encoder.state_dict(),
+        false,
+        None,
+    )?;
     let info = EncoderInfo {
         vit: cfg.encoder_config(),
         epochs,
@@ -396,11 +432,26 @@ fn save_encoder(dir: &Path, mae: &Mae, cfg: &MaeConfig, epochs: usize) -> Result
 
 /// Mean reconstruction loss of `mae` over `images` with a fixed masking seed
 /// (no gradient): what the tests use to see that training lowers it.
-pub fn evaluate_reconstruction(mae: &Mae, images: &[f32], batch: usize, cfg: &MaeConfig, seed: u64, device: &Device) -> f32 {
+pub fn evaluate_reconstruction(
+    mae: &Mae,
+    images: &[f32],
+    batch: usize,
+    cfg: &MaeConfig,
+    seed: u64,
+    device: &Device,
+) -> f32 {
     let size = cfg.encoder.image_size;
     let mut rng = StdRng::seed_from_u64(seed);
-    let plan = random_masking(batch, cfg.encoder.num_patches(), cfg.visible_patches(), &mut rng);
-    let x = Tensor::<4>::from_data(TensorData::new(images.to_vec(), [batch, 3, size, size]), device);
+    let plan = random_masking(
+        batch,
+        cfg.encoder.num_patches(),
+        cfg.visible_patches(),
+        &mut rng,
+    );
+    let x = Tensor::<4>::from_data(
+        TensorData::new(images.to_vec(), [batch, 3, size, size]),
+        device,
+    );
     let (loss, _) = mae.valid().forward(x, &plan);
     loss.into_scalar::<f32>()
 }
@@ -423,10 +474,24 @@ fn save_samples(
     let mut images = vec![0.0f32; b * 3 * size * size];
     for (k, out) in images.chunks_mut(3 * size * size).enumerate() {
         let full = crate::images::CropBox::full(store.width, store.height);
-        render(store, ids[k], full, false, PixelAugment::NONE, &NORM, size, out);
+        render(
+            store,
+            ids[k],
+            full,
+            false,
+            PixelAugment::NONE,
+            &NORM,
+            size,
+            out,
+        );
     }
     let mut rng = StdRng::seed_from_u64(derive_seed(seed, stream::SAMPLES, 0));
-    let plan = random_masking(b, cfg.encoder.num_patches(), cfg.visible_patches(), &mut rng);
+    let plan = random_masking(
+        b,
+        cfg.encoder.num_patches(),
+        cfg.visible_patches(),
+        &mut rng,
+    );
     let x = Tensor::<4>::from_data(TensorData::new(images, [b, 3, size, size]), &device);
     let (_, pred) = model.forward(x.clone(), &plan);
     let target = model.encoder.patchify(x.clone());
@@ -435,20 +500,33 @@ fn save_samples(
     let pred = if cfg.norm_pix_loss {
         let [_, _, v] = target.dims();
         let mean = target.clone().mean_dim(2);
-        let var = (target.clone() - mean.clone()).square().sum_dim(2).div_scalar((v - 1) as f64);
+        let var = (target.clone() - mean.clone())
+            .square()
+            .sum_dim(2)
+            .div_scalar((v - 1) as f64);
         pred * (var + 1e-6).sqrt() + mean
     } else {
         pred
     };
-    let mask = Tensor::<3>::from_data(TensorData::new(plan.mask.clone(), [b, plan.patches, 1]), &device);
-    let masked_input = target.clone() * (mask.clone().neg() + 1.0) + mask.clone() * grey_value(&NORM);
+    let mask = Tensor::<3>::from_data(
+        TensorData::new(plan.mask.clone(), [b, plan.patches, 1]),
+        &device,
+    );
+    let masked_input =
+        target.clone() * (mask.clone().neg() + 1.0) + mask.clone() * grey_value(&NORM);
     let pasted = target.clone() * (mask.clone().neg() + 1.0) + pred.clone() * mask;
     let to_images = |t: Tensor<3>| -> Vec<image::RgbImage> {
         let img = unpatchify(t, p, 3);
-        let data = img.into_data().into_vec::<f32>().expect("f32");
-        data.chunks(3 * size * size).map(|c| denormalize(c, size)).collect()
+        let data = img.into_data().try_into_vec::<f32>().expect("f32");
+        data.chunks(3 * size * size)
+            .map(|c| denormalize(c, size))
+            .collect()
     };
-    let rows = vec![to_images(target), to_images(masked_input), to_images(pasted)];
+    let rows = vec![
+        to_images(target),
+        to_images(masked_input),
+        to_images(pasted),
+    ];
     let grid = tile_grid(&rows, 2, 2);
     let dir = run.root.join("samples");
     std::fs::create_dir_all(&dir)?;
@@ -470,7 +548,8 @@ fn denormalize(chw: &[f32], size: usize) -> image::RgbImage {
     image::RgbImage::from_fn(size as u32, size as u32, |x, y| {
         let i = y as usize * size + x as usize;
         image::Rgb(std::array::from_fn(|c| {
-            ((chw[c * plane + i] * NORM.std[c] + NORM.mean[c]).clamp(0.0, 1.0) * 255.0).round() as u8
+            ((chw[c * plane + i] * NORM.std[c] + NORM.mean[c]).clamp(0.0, 1.0) * 255.0).round()
+                as u8
         }))
     })
 }

@@ -39,6 +39,10 @@ pub struct TrainState {
     pub seconds: f64,
     /// Metrics rows of the finished epochs (column → value).
     pub metrics: Vec<BTreeMap<String, f64>>,
+    /// Running sums of the unfinished epoch (e.g. loss and batch count), so
+    /// that a resumed epoch reports the mean over all its batches.
+    #[serde(default)]
+    pub epoch_sums: BTreeMap<String, f64>,
 }
 
 /// Paths of one run folder.
@@ -82,8 +86,15 @@ impl RunDir {
                 .as_object()
                 .into_iter()
                 .flatten()
-                .filter(|(k, v)| !may_change.contains(&k.as_str()) && old.get(k.as_str()) != Some(v))
-                .map(|(k, v)| format!("{k}: {} → {v}", old.get(k.as_str()).unwrap_or(&serde_json::Value::Null)))
+                .filter(|(k, v)| {
+                    !may_change.contains(&k.as_str()) && old.get(k.as_str()) != Some(v)
+                })
+                .map(|(k, v)| {
+                    format!(
+                        "{k}: {} → {v}",
+                        old.get(k.as_str()).unwrap_or(&serde_json::Value::Null)
+                    )
+                })
                 .collect();
             if !differences.is_empty() && self.find_checkpoint().is_some() {
                 bail!(
@@ -124,10 +135,12 @@ impl RunDir {
         module
             .clone()
             .save_file(new.join("model.bpk"))
-            .map_err(|e| anyhow::anyhow!("cannot save {}: {e:?}", new.join("model.bpk").display()))?;
-        optim
-            .save(new.join("optim.bpk"))
-            .map_err(|e| anyhow::anyhow!("cannot save {}: {e:?}", new.join("optim.bpk").display()))?;
+            .map_err(|e| {
+                anyhow::anyhow!("cannot save {}: {e:?}", new.join("model.bpk").display())
+            })?;
+        optim.save(new.join("optim.bpk")).map_err(|e| {
+            anyhow::anyhow!("cannot save {}: {e:?}", new.join("optim.bpk").display())
+        })?;
         std::fs::write(new.join("state.json"), serde_json::to_string_pretty(state)?)?;
         if old.exists() {
             std::fs::remove_dir_all(&old)?;
@@ -142,14 +155,18 @@ impl RunDir {
         self.write_metrics(state)
     }
 
-    /// Loads the last checkpoint into `module` and `optim`, if there is one.
+    /// Loads the last checkpoint into `module`, then builds the optimizer
+    /// for the loaded module with `make_optim` (parameter groups are keyed by
+    /// parameter id, which the checkpoint restores) and loads its state.
+    /// Without a checkpoint: the module unchanged, a fresh optimizer, `None`.
     pub fn load_checkpoint<M: Module>(
         &self,
         module: M,
-        optim: ModuleOptimizer,
-    ) -> Result<Option<(M, ModuleOptimizer, TrainState)>> {
+        make_optim: impl FnOnce(&M) -> ModuleOptimizer,
+    ) -> Result<(M, ModuleOptimizer, Option<TrainState>)> {
         let Some(dir) = self.find_checkpoint() else {
-            return Ok(None);
+            let optim = make_optim(&module);
+            return Ok((module, optim, None));
         };
         let state_path = dir.join("state.json");
         let state: TrainState = serde_json::from_str(
@@ -158,14 +175,17 @@ impl RunDir {
         )
         .with_context(|| format!("{} is not a training state", state_path.display()))?;
         let model_path = dir.join("model.bpk");
-        let module = module
-            .try_load_file(&model_path)
-            .map_err(|e| anyhow::anyhow!("cannot load checkpoint {}: {e:?}", model_path.display()))?;
+        let module = module.try_load_file(&model_path).map_err(|e| {
+            anyhow::anyhow!("cannot load checkpoint {}: {e:?}", model_path.display())
+        })?;
         let optim_path = dir.join("optim.bpk");
-        let optim = optim
-            .load(&optim_path)
-            .map_err(|e| anyhow::anyhow!("cannot load optimizer state {}: {e:?}", optim_path.display()))?;
-        Ok(Some((module, optim, state)))
+        let optim = make_optim(&module).load(&optim_path).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot load optimizer state {}: {e:?}",
+                optim_path.display()
+            )
+        })?;
+        Ok((module, optim, Some(state)))
     }
 
     /// Rewrites `metrics.csv` from the state's rows (columns sorted, `epoch` first).
@@ -197,7 +217,8 @@ impl RunDir {
 /// `mix(seed, a, b)` (SplitMix64 over the three), so that each epoch, batch
 /// and step has its own independent, reproducible random stream.
 pub fn derive_seed(seed: u64, a: u64, b: u64) -> u64 {
-    let mut z = seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let mut z =
+        seed ^ a.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -245,4 +266,68 @@ pub fn require_dir(path: &Path, what: &str) -> Result<()> {
         bail!("{what} {} is not a folder", path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::{AdamWOptions, adamw, trainable_params};
+    use burn::module::Param;
+    use burn::optim::GradientsParams;
+    use burn::tensor::{Device, Tensor};
+
+    #[derive(Module, Debug)]
+    struct Net {
+        w: Param<Tensor<2>>,
+        b: Param<Tensor<1>>,
+    }
+
+    fn step(net: Net, optim: &mut ModuleOptimizer, device: &Device) -> Net {
+        let x = Tensor::<2>::ones([3, 2], device);
+        let loss = (x.matmul(net.w.val()) + net.b.val().unsqueeze())
+            .square()
+            .sum();
+        let grads = GradientsParams::from_grads(loss.backward(), &net);
+        optim.step(0.1, net, grads)
+    }
+
+    #[test]
+    fn a_reloaded_checkpoint_continues_exactly_like_the_original() {
+        let device = Device::flex().autodiff();
+        let net = Net {
+            w: Param::from_tensor(Tensor::ones([2, 2], &device)),
+            b: Param::from_tensor(Tensor::zeros([2], &device)),
+        };
+        let opts = AdamWOptions {
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.99,
+        };
+        let mut optim = adamw(&trainable_params(&net), &opts);
+        let net = step(net, &mut optim, &device);
+        let tmp = tempfile::tempdir().unwrap();
+        let run = RunDir::new(tmp.path());
+        let state = TrainState {
+            step: 1,
+            ..Default::default()
+        };
+        run.save_checkpoint(&net, &optim, &state).unwrap();
+
+        let fresh = Net {
+            w: Param::from_tensor(Tensor::zeros([2, 2], &device)),
+            b: Param::from_tensor(Tensor::zeros([2], &device)),
+        };
+        let (loaded, mut loaded_optim, loaded_state) = run
+            .load_checkpoint(fresh, |m| adamw(&trainable_params(m), &opts))
+            .unwrap();
+        assert_eq!(loaded_state, Some(state));
+        assert_eq!(
+            loaded.w.id, net.w.id,
+            "parameter ids survive the checkpoint"
+        );
+
+        let a = step(net, &mut optim, &device).w.val().into_data();
+        let b = step(loaded, &mut loaded_optim, &device).w.val().into_data();
+        a.assert_approx_eq::<f32>(&b, burn::tensor::Tolerance::absolute(1e-7));
+    }
 }
