@@ -158,8 +158,9 @@ impl AdapterSummary {
     }
 }
 
-/// Every adapter wgpu finds, on the graphics APIs burn's wgpu runtime tries (Vulkan, Metal,
-/// DirectX 12, OpenGL). Probed once per process.
+/// Every adapter wgpu finds, on the graphics APIs burn's wgpu runtime runs compute on
+/// (Vulkan, Metal, DirectX 12). Probed once per process. OpenGL is left out: it is no
+/// compute target for us, and probing it through EGL prints errors on headless machines.
 pub fn adapters() -> &'static [AdapterSummary] {
     static ADAPTERS: OnceLock<Vec<AdapterSummary>> = OnceLock::new();
     ADAPTERS.get_or_init(|| {
@@ -170,7 +171,6 @@ pub fn adapters() -> &'static [AdapterSummary] {
             wgpu::Backend::Vulkan,
             wgpu::Backend::Metal,
             wgpu::Backend::Dx12,
-            wgpu::Backend::Gl,
         ] {
             let backends: wgpu::Backends = backend.into();
             if !enabled.contains(backends) {

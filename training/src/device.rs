@@ -1,8 +1,10 @@
 //! Choosing where training runs: burn's CPU backend (`Device::flex()`, rayon +
-//! SIMD) or a GPU through wgpu.
+//! SIMD) or a GPU through wgpu. The adapter rules are the analyzer's
+//! ([`mimic::device`]), so both tools pick the same device for the same flag.
 
-use anyhow::{Result, bail};
-use burn::tensor::{Device, DeviceKind};
+use anyhow::Result;
+use burn::tensor::Device;
+use mimic::device::{DeviceChoice as AnalyzerChoice, select_device};
 
 /// The `--device` option.
 #[derive(
@@ -14,50 +16,26 @@ pub enum DeviceChoice {
     Auto,
     /// burn's Flex CPU backend.
     Cpu,
-    /// The default wgpu adapter (Vulkan, Metal, DX12 …).
+    /// A GPU through wgpu (an error when none is usable; `MIMIC_ALLOW_SOFTWARE_GPU=1`
+    /// admits a software adapter such as lavapipe, for testing).
     Wgpu,
-}
-
-/// A GPU adapter wgpu reports, as `name (type, backend)`; software
-/// rasterisers (llvmpipe, reported as `Cpu`) do not count.
-pub fn hardware_gpu() -> Option<String> {
-    let instance = wgpu::Instance::default();
-    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
-    adapters.into_iter().map(|a| a.get_info()).find_map(|info| {
-        matches!(
-            info.device_type,
-            wgpu::DeviceType::DiscreteGpu
-                | wgpu::DeviceType::IntegratedGpu
-                | wgpu::DeviceType::VirtualGpu
-        )
-        .then(|| format!("{} ({:?}, {:?})", info.name, info.device_type, info.backend))
-    })
 }
 
 /// The device for `choice` and a line describing it for the log.
 pub fn select(choice: DeviceChoice) -> Result<(Device, String)> {
-    match choice {
-        DeviceChoice::Cpu => Ok((Device::flex(), cpu_description())),
-        DeviceChoice::Wgpu => match hardware_gpu() {
-            Some(name) => Ok((
-                Device::wgpu(DeviceKind::DefaultDevice),
-                format!("wgpu: {name}"),
-            )),
-            None => bail!("--device wgpu: wgpu finds no hardware GPU adapter on this machine"),
-        },
-        DeviceChoice::Auto => match hardware_gpu() {
-            Some(name) => Ok((
-                Device::wgpu(DeviceKind::DefaultDevice),
-                format!("wgpu: {name}"),
-            )),
-            None => Ok((Device::flex(), cpu_description())),
-        },
-    }
-}
-
-fn cpu_description() -> String {
-    format!(
-        "CPU (burn flex, {} threads)",
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    )
+    let choice = match choice {
+        DeviceChoice::Auto => AnalyzerChoice::Auto,
+        DeviceChoice::Cpu => AnalyzerChoice::Cpu,
+        DeviceChoice::Wgpu => AnalyzerChoice::Gpu,
+    };
+    let selected = select_device(choice)?;
+    let description = if selected.is_gpu {
+        format!("wgpu: {}", selected.description)
+    } else {
+        format!(
+            "CPU (burn flex, {} threads)",
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        )
+    };
+    Ok((selected.burn, description))
 }

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# MIMIC fine-tuning of the default model on a lent NVIDIA card, through burn's wgpu
+# backend (Vulkan), with the mimic-train binary built here.
+#
+# The device machine has no Rust toolchain, no network and no ../shared/data, and each
+# call carries at most 64 MiB, so the work takes two calls made back to back (the machine
+# stays warm ~30 s between calls and keeps what was written outside the repository):
+#
+#   here:   scripts/gpu_train.sh prepare MAE_RUN
+#           builds mimic-train and fills two ignored folders:
+#             target/gpudata/   FER+ Train + Valid (tar.xz, ~55 MB)
+#             target/gputrain/  the stripped binary (xz), the shared libraries it needs
+#                               beyond glibc, the Vulkan loader (.deb), MAE_RUN's encoder
+#   call 1: command "bash scripts/gpu_train.sh unpack",  carry ["target/gpudata"]
+#   call 2: command "bash scripts/gpu_train.sh train",   carry ["target/gputrain"]
+#           measures fine-tuning images/s on the card, picks the number of epochs that
+#           fits MIMIC_TRAIN_SECONDS (default 330), fine-tunes, and returns the run's
+#           best/ package, metrics.csv, options.json and log under $OUT.
+#   here:   copy the package into a run folder, then `mimic-train eval` (test split) and
+#           `mimic-train export` as for a CPU run.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")/.." && pwd)"
+data_dir=/root/mimic-ferplus
+
+prepare() {
+    local mae="$1"
+    cd "$here"
+    cargo build --release -p mimic-train
+    rm -rf target/gpudata target/gputrain
+    mkdir -p target/gpudata target/gputrain/lib target/gputrain/gl target/gputrain/mae
+    tar -C target/data -cf - FER2013Train FER2013Valid | xz -9 -T0 >target/gpudata/ferplus.tar.xz
+    strip -o target/gputrain/mimic-train target/release/mimic-train
+    xz -9 -T0 target/gputrain/mimic-train
+    ldd target/release/mimic-train | awk '/=> \// {print $3}' | sort -u |
+        grep -v -E '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libgcc_s|libstdc\+\+)\.so' |
+        while read -r lib; do cp -L "$lib" target/gputrain/lib/; done
+    (cd target/gputrain/gl && apt-get download libvulkan1 >/dev/null)
+    cp "$mae"/encoder.safetensors "$mae"/encoder.json target/gputrain/mae/
+    du -sh target/gpudata target/gputrain
+}
+
+unpack() {
+    rm -rf "$data_dir" && mkdir -p "$data_dir"
+    python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' \
+        "$here/target/gpudata/ferplus.tar.xz" "$data_dir"
+    ls "$data_dir"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+}
+
+train() {
+    local bundle="$here/target/gputrain" out="${OUT:-$here/target/gputrain-out}"
+    mkdir -p "$out"
+    if ! ldconfig -p | grep -q libvulkan.so.1; then
+        for f in "$bundle"/gl/*.deb; do dpkg -x "$f" /; done
+        ldconfig
+    fi
+    local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+    if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$icd" ]; then export VK_DRIVER_FILES="$icd"; fi
+    export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    local bin=/root/mimic-train
+    xz -dc "$bundle/mimic-train.xz" >"$bin" 2>/dev/null ||
+        python3 -c 'import lzma, sys; sys.stdout.buffer.write(lzma.open(sys.argv[1]).read())' \
+            "$bundle/mimic-train.xz" >"$bin"
+    chmod +x "$bin"
+    nvidia-smi --query-gpu=name --format=csv,noheader | tee "$out/card.txt" || true
+
+    "$bin" bench --presets micro --stages finetune --finetune-batch 256 --seconds 10 \
+        --device wgpu 2>&1 | tee "$out/bench.txt"
+    local ips epochs
+    ips=$(awk '$1 == "micro" && $2 == "finetune" {print int($4)}' "$out/bench.txt")
+    # ~25k FER+ training images per epoch (majority labels); ~15 % extra for validation.
+    epochs=$(( ${MIMIC_TRAIN_SECONDS:-330} * ips * 85 / 100 / 25045 ))
+    if [ "$epochs" -gt 60 ]; then epochs=60; fi
+    if [ "$epochs" -lt 2 ]; then epochs=2; fi
+    echo "fine-tuning images/s: $ips -> $epochs epochs" | tee -a "$out/bench.txt"
+
+    local run=/root/ft-micro status=0
+    "$bin" finetune --data "$data_dir" --dataset ferplus --label-mode majority \
+        --init "$bundle/mae" --out "$run" --preset micro --epochs "$epochs" \
+        --batch-size 256 --warmup-epochs $(( epochs / 10 + 1 )) --seed 1 --device wgpu \
+        >"$out/finetune.log" 2>&1 || status=$?
+    tail -5 "$out/finetune.log"
+    cp "$run/metrics.csv" "$run/options.json" "$out/" || true
+    cp "$run"/best/* "$out/" || true
+    ls -la "$out"
+    return "$status"
+}
+
+case "${1:-}" in
+    prepare) prepare "${2:?usage: gpu_train.sh prepare MAE_RUN}" ;;
+    unpack) unpack ;;
+    train) train ;;
+    *) echo "usage: $0 prepare MAE_RUN | unpack | train" >&2; exit 2 ;;
+esac
