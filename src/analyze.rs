@@ -99,6 +99,7 @@ impl AnalyzeRun {
                 keep_going: args.keep_going,
                 tracking,
                 queue_frames: 4,
+                detect_every: args.detect_every,
             },
             crops: args.crops,
             annotate: args.annotate,

@@ -1,13 +1,16 @@
 //! `mimic bench`: throughput of the analyzer on this machine.
 //!
-//! 1. End to end: the real pipeline on a video (looped to `--frames`), rows
-//!    discarded, with frames/s, busy time per stage and memory (peak RSS, and
-//!    RSS sampled each second to show whether it stays flat).
-//! 2. The expression model alone: faces/s at each `--vit-batches` size.
+//! 1. The expression model alone: faces/s at each `--vit-batches` size.
+//! 2. End to end: the real pipeline on a video (looped to `--frames`), tracking on as in
+//!    `analyze`, rows kept in memory, with frames/s, busy time per stage (the tracker's
+//!    beside the detector's) and memory (peak RSS, and RSS sampled each second to show
+//!    whether it stays flat); once per `--detect-every` value, each compared with the
+//!    first: the share of its faces found again, and of those, with the same label.
 
-use std::path::PathBuf;
+use std::num::NonZeroUsize;
+use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -16,10 +19,12 @@ use mimic::decode::{InputSpec, SourceInfo, open};
 use mimic::device::select_device;
 use mimic::model::ExpressionModel;
 use mimic::mtcnn::{FaceDetector, MtcnnConfig};
+use mimic::geometry::BBox;
 use mimic::pipeline::{
-    self, FaceFinder, InputFailure, PipelineOptions, ProgressObserver, StopFlag,
+    self, FaceFinder, InputFailure, PipelineOptions, ProgressObserver, StopFlag, TrackingOptions,
 };
-use mimic::record::FrameResult;
+use mimic::track::{ShotCutConfig, SmootherConfig, TrackerConfig};
+use mimic::record::{FrameResult, argmax};
 use mimic::sink::{Sink, SinkError};
 
 use crate::analyze::{DEFAULT_MODEL, DETECTOR_MODEL, models_dir};
@@ -47,9 +52,31 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     bench_model(&load()?, &args.vit_batches);
 
     if let Some(video) = args.video {
-        let detector = FaceDetector::load(&detector_dir, MtcnnConfig::default(), &device.burn)
-            .with_context(|| format!("loading {}", detector_dir.display()))?;
-        bench_pipeline(video, args.frames, FaceFinder::Detect(detector), load()?)?;
+        let mut reference: Option<(NonZeroUsize, Vec<Vec<FaceLabel>>)> = None;
+        for &every in &args.detect_every {
+            let detector =
+                FaceDetector::load(&detector_dir, MtcnnConfig::default(), &device.burn)
+                    .with_context(|| format!("loading {}", detector_dir.display()))?;
+            let faces = bench_pipeline(
+                &video,
+                args.frames,
+                every,
+                FaceFinder::Detect(detector),
+                load()?,
+            )?;
+            match &reference {
+                None => reference = Some((every, faces)),
+                Some((first, expected)) => {
+                    let (found, same) = agreement(expected, &faces);
+                    println!(
+                        "detect-every {every} vs {first}: {:.1} % of the faces found again, \
+                         {:.1} % of those with the same label",
+                        found * 100.0,
+                        same * 100.0
+                    );
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -81,15 +108,16 @@ fn bench_model(model: &ExpressionModel, batches: &[usize]) {
     }
 }
 
-/// The real pipeline over `video` repeated until `frames` frames, to a sink
-/// that drops rows.
+/// The real pipeline over `video` repeated until `frames` frames; returns the faces of
+/// every frame, in order.
 fn bench_pipeline(
-    video: PathBuf,
+    video: &Path,
     frames: u64,
+    detect_every: NonZeroUsize,
     finder: FaceFinder,
     model: ExpressionModel,
-) -> Result<()> {
-    let spec = InputSpec::Video(video.clone());
+) -> Result<Vec<Vec<FaceLabel>>> {
+    let spec = InputSpec::Video(video.to_path_buf());
     let per_pass = count_frames(&spec)?;
     if per_pass == 0 {
         bail!("{}: no frames", video.display());
@@ -97,7 +125,7 @@ fn bench_pipeline(
     let passes = frames.div_ceil(per_pass).max(1);
     let inputs = vec![spec; passes as usize];
     println!(
-        "pipeline: {} x {} frames of {}",
+        "pipeline: {} x {} frames of {}, detect-every {detect_every}",
         passes,
         per_pass,
         video.display()
@@ -120,10 +148,16 @@ fn bench_pipeline(
         batch_faces: 32,
         keep_images: false,
         keep_going: false,
-        tracking: None,
+        tracking: Some(TrackingOptions {
+            tracker: TrackerConfig::default(),
+            smoother: SmootherConfig::default(),
+            shot_cuts: Some(ShotCutConfig::default()),
+        }),
         queue_frames: 4,
+        detect_every,
     };
-    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(DiscardRows)];
+    let collected = Arc::new(Mutex::new(Vec::new()));
+    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(CollectFaces(collected.clone()))];
     let summary = pipeline::run(
         inputs,
         finder,
@@ -163,7 +197,40 @@ fn bench_pipeline(
     } else {
         println!("memory: peak RSS (VmHWM) {:.0} MiB", rss_mib("VmHWM"));
     }
-    Ok(())
+    let faces = std::mem::take(&mut *collected.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(faces)
+}
+
+/// A face's box and raw label, as a run wrote it.
+struct FaceLabel {
+    bbox: BBox,
+    label: usize,
+}
+
+/// Of the faces of `expected` (frame by frame), the share that `actual` has too (IoU ≥
+/// 0.5, greedy), and of those the share with the same label.
+fn agreement(expected: &[Vec<FaceLabel>], actual: &[Vec<FaceLabel>]) -> (f64, f64) {
+    let (mut total, mut found, mut same) = (0usize, 0usize, 0usize);
+    for (want, got) in expected.iter().zip(actual) {
+        let mut taken = vec![false; got.len()];
+        for face in want {
+            total += 1;
+            let best = got
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !taken[*i])
+                .map(|(i, g)| (i, face.bbox.iou(&g.bbox)))
+                .filter(|&(_, overlap)| overlap >= 0.5)
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((i, _)) = best {
+                taken[i] = true;
+                found += 1;
+                same += usize::from(got[i].label == face.label);
+            }
+        }
+    }
+    let share = |n: usize, of: usize| if of == 0 { 1.0 } else { n as f64 / of as f64 };
+    (share(found, total), share(same, found))
 }
 
 fn count_frames(spec: &InputSpec) -> Result<u64> {
@@ -193,10 +260,23 @@ fn rss_mib(field: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-struct DiscardRows;
+/// Keeps each frame's boxes and labels.
+struct CollectFaces(Arc<Mutex<Vec<Vec<FaceLabel>>>>);
 
-impl Sink for DiscardRows {
-    fn write(&mut self, _: &FrameResult) -> Result<(), SinkError> {
+impl Sink for CollectFaces {
+    fn write(&mut self, frame: &FrameResult) -> Result<(), SinkError> {
+        let faces = frame
+            .faces
+            .iter()
+            .map(|f| FaceLabel {
+                bbox: f.detection.bbox,
+                label: argmax(&f.probs).0,
+            })
+            .collect();
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(faces);
         Ok(())
     }
 

@@ -96,6 +96,12 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub batch: usize,
 
+    /// Run the full face detector on every K-th frame of a video only; in between,
+    /// follow the faces already found with MTCNN's last stage (O-Net) around their
+    /// previous boxes. Faster; a face that enters waits for the next full detection.
+    #[arg(long, value_name = "K", default_value = "1")]
+    pub detect_every: std::num::NonZeroUsize,
+
     /// No face tracking: no track_id and no smoothed columns.
     #[arg(long)]
     pub no_track: bool,
@@ -139,4 +145,9 @@ pub struct BenchArgs {
     /// Batch sizes for the expression-model-only measurement.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8, 32])]
     pub vit_batches: Vec<usize>,
+
+    /// Run the end-to-end measurement once per value of `--detect-every` given here,
+    /// and compare the faces and labels of each with the first one's.
+    #[arg(long, value_name = "K,...", value_delimiter = ',', default_value = "1")]
+    pub detect_every: Vec<std::num::NonZeroUsize>,
 }

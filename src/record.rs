@@ -42,3 +42,19 @@ pub struct FrameResult {
     /// None for skipped frames or when no sink needs them.
     pub image: Option<RgbImage>,
 }
+
+/// Index and value of the largest probability (NaN never wins).
+pub fn argmax(probs: &[f32]) -> (usize, f32) {
+    probs
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, p)| !p.is_nan())
+        .fold((0, f32::NAN), |best, (i, p)| {
+            if best.1.is_nan() || p > best.1 {
+                (i, p)
+            } else {
+                best
+            }
+        })
+}

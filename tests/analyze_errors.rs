@@ -181,3 +181,40 @@ fn a_corrupt_weights_file_is_named() {
     ]);
     assert_fails_naming(&out, "model.safetensors", "");
 }
+
+#[test]
+fn ctrl_c_ends_with_code_130_and_a_complete_csv() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("out.csv");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mimic"))
+        .arg("analyze")
+        .arg(fixture("clip.mp4"))
+        .arg("--model")
+        .arg(fixture("vit/cls"))
+        .args(["--device", "cpu", "-q", "-o"])
+        .arg(&csv)
+        .spawn()
+        .expect("running the mimic binary");
+    // Interrupt once a few frames are written (rows are flushed per frame).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_to_string(&csv).map_or(0, |t| t.lines().count()) < 4 {
+        assert!(Instant::now() < deadline, "no rows within two minutes");
+        assert!(child.try_wait().unwrap().is_none(), "ended before the interrupt");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.ends_with('\n'), "the last row is whole");
+    let mut frames = frames_in(&csv);
+    frames.dedup();
+    let n = frames.len() as u64;
+    assert!(n >= 3 && n < 60, "stopped part-way: {n} frames");
+    assert_eq!(frames, (0..n).collect::<Vec<_>>(), "every frame up to the stop, in order");
+}

@@ -78,6 +78,30 @@ impl FaceDetector {
         self.output(&integrals, refined)
     }
 
+    /// The faces of `image` near `previous`, the faces of an earlier frame of the same
+    /// video: each previous box, squared, goes straight to the O-Net stage, whose box
+    /// regression moves it onto the face and whose score drops it when the face is gone.
+    /// The cheap step between full detections of `--detect-every K`; it finds no new face.
+    pub fn follow(&self, image: &RgbImage, previous: &[FaceDetection]) -> Vec<FaceDetection> {
+        let integrals = [IntegralImage::new(image)];
+        let candidates = previous
+            .iter()
+            .map(|d| {
+                boxes::rerec(&Candidate {
+                    x1: d.bbox.x1,
+                    y1: d.bbox.y1,
+                    x2: d.bbox.x2,
+                    y2: d.bbox.y2,
+                    score: d.score,
+                    reg: [0.0; 4],
+                })
+            })
+            .collect();
+        self.output(&integrals, vec![candidates])
+            .pop()
+            .unwrap_or_default()
+    }
+
     /// Stage 1: P-Net over the pyramid of every frame; squared boxes per frame.
     fn propose(&self, integrals: &[IntegralImage]) -> Vec<Vec<Candidate>> {
         let mut by_size: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();

@@ -18,6 +18,7 @@ mod item;
 mod latest;
 mod stats;
 
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -93,6 +94,10 @@ pub struct PipelineOptions {
     pub tracking: Option<TrackingOptions>,
     /// Capacity of each channel between stages, in frames.
     pub queue_frames: usize,
+    /// Run the full detector on every K-th frame of a video and, in between, follow the
+    /// faces of the previous frame with O-Net alone ([`FaceDetector::follow`]). 1 = every
+    /// frame.
+    pub detect_every: NonZeroUsize,
 }
 
 /// Face tracking and probability smoothing (validated settings).
@@ -243,7 +248,8 @@ pub fn run(
         }),
         spawn("detect", {
             let clocks = clocks.clone();
-            Box::new(move || detect_stage(feed_rx, detected_tx, &finder, &clocks))
+            let every = options.detect_every;
+            Box::new(move || detect_stage(feed_rx, detected_tx, &finder, every, &clocks))
         }),
         spawn("align", {
             let clocks = clocks.clone();
@@ -423,15 +429,31 @@ fn detect_stage(
     feed: FeedReceiver,
     out: Sender<Item<DetectedFrame>>,
     finder: &FaceFinder,
+    detect_every: NonZeroUsize,
     clocks: &StageClocks,
 ) -> Result<(), PipelineError> {
     let clock = clocks.get(Stage::Detect);
+    // The faces of the previous analysed frame of the current input, and how many frames
+    // were analysed since the last full detection.
+    let mut previous: Option<Vec<FaceDetection>> = None;
+    let mut since_full = 0;
     while let Some(item) = feed.recv() {
+        if matches!(item, Item::Start(_) | Item::Failed(_)) {
+            previous = None;
+        }
         let item = item.map(|frame| {
-            let faces = clock.time(1, || match finder {
-                FaceFinder::Detect(detector) => detector.detect(&frame.image),
-                FaceFinder::WholeImage => vec![whole_image_face(&frame.image)],
+            let faces = clock.time(1, || match (finder, &previous) {
+                (FaceFinder::WholeImage, _) => vec![whole_image_face(&frame.image)],
+                (FaceFinder::Detect(detector), Some(faces)) if since_full < detect_every.get() => {
+                    since_full += 1;
+                    detector.follow(&frame.image, faces)
+                }
+                (FaceFinder::Detect(detector), _) => {
+                    since_full = 1;
+                    detector.detect(&frame.image)
+                }
             });
+            previous = Some(faces.clone());
             DetectedFrame { frame, faces }
         });
         if out.send(item).is_err() {

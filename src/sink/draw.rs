@@ -5,9 +5,8 @@
 use opencv::core::{CV_8UC3, Mat, MatTraitConst, MatTraitManual, Point, Rect, Scalar, Size};
 use opencv::imgproc;
 
-use super::rows::argmax;
 use crate::frame::RgbImage;
-use crate::record::{FaceResult, FrameResult, FrameStatus};
+use crate::record::{FaceResult, FrameResult, FrameStatus, argmax};
 
 /// Box colours (BGR), picked by track id (or face position without tracking), so one
 /// person keeps one colour across frames.

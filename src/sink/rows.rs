@@ -12,7 +12,7 @@
 //! latency 2.
 
 use crate::geometry::Landmarks;
-use crate::record::{FaceResult, FrameResult, FrameStatus};
+use crate::record::{FaceResult, FrameResult, FrameStatus, argmax};
 
 use super::SinkError;
 
@@ -132,21 +132,6 @@ pub(crate) fn status_name(status: FrameStatus) -> &'static str {
     }
 }
 
-/// Index and value of the largest probability (NaN never wins).
-pub(crate) fn argmax(probs: &[f32]) -> (usize, f32) {
-    probs
-        .iter()
-        .copied()
-        .enumerate()
-        .filter(|(_, p)| !p.is_nan())
-        .fold((0, f32::NAN), |best, (i, p)| {
-            if best.1.is_nan() || p > best.1 {
-                (i, p)
-            } else {
-                best
-            }
-        })
-}
 
 /// The rows of one frame: one per face, or a single face-less row.
 pub(crate) fn frame_rows<'a>(
