@@ -10,7 +10,8 @@
 #           builds mimic-train and fills two ignored folders:
 #             target/gpudata/   FER+ Train + Valid (tar.xz, ~55 MB)
 #             target/gputrain/  the stripped binary (xz), the shared libraries it needs
-#                               beyond glibc, the Vulkan loader (.deb), MAE_RUN's encoder
+#                               beyond glibc, the Vulkan loader and GL vendor-neutral
+#                               dispatch (.deb: the NVIDIA ICD needs both), MAE_RUN's encoder
 #   call 1: command "bash scripts/gpu_train.sh unpack",  carry ["target/gpudata"]
 #   call 2: command "bash scripts/gpu_train.sh train",   carry ["target/gputrain"]
 #           measures fine-tuning images/s on the card, picks the number of epochs that
@@ -18,6 +19,10 @@
 #           best/ package, metrics.csv, options.json and log under $OUT.
 #   here:   copy the package into a run folder, then `mimic-train eval` (test split) and
 #           `mimic-train export` as for a CPU run.
+#
+#   bench:  command "bash scripts/gpu_train.sh bench", carry ["target/gputrain"]
+#           training images/s of both stages on the card: `mimic-train bench` (burn wgpu,
+#           f32) beside scripts/bench_python_training.py (PyTorch CUDA, f32), same call.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -35,7 +40,8 @@ prepare() {
     ldd target/release/mimic-train | awk '/=> \// {print $3}' | sort -u |
         grep -v -E '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libgcc_s|libstdc\+\+)\.so' |
         while read -r lib; do cp -L "$lib" target/gputrain/lib/; done
-    (cd target/gputrain/gl && apt-get download libvulkan1 >/dev/null)
+    (cd target/gputrain/gl &&
+        apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null)
     cp "$mae"/encoder.safetensors "$mae"/encoder.json target/gputrain/mae/
     du -sh target/gpudata target/gputrain
 }
@@ -48,23 +54,33 @@ unpack() {
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 }
 
-train() {
-    local bundle="$here/target/gputrain" out="${OUT:-$here/target/gputrain-out}"
+# Vulkan on the card (loader + glvnd from the bundle, NVIDIA's ICD from the driver) and
+# the binary unpacked to /root/mimic-train; results go to $OUT.
+setup_card() {
+    bundle="$here/target/gputrain" out="${OUT:-$here/target/gputrain-out}"
     mkdir -p "$out"
-    if ! ldconfig -p | grep -q libvulkan.so.1; then
-        for f in "$bundle"/gl/*.deb; do dpkg -x "$f" /; done
-        ldconfig
-    fi
-    local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-    if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$icd" ]; then export VK_DRIVER_FILES="$icd"; fi
+    for f in "$bundle"/gl/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+    export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
     export LD_LIBRARY_PATH="$bundle/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    local bin=/root/mimic-train
-    xz -dc "$bundle/mimic-train.xz" >"$bin" 2>/dev/null ||
-        python3 -c 'import lzma, sys; sys.stdout.buffer.write(lzma.open(sys.argv[1]).read())' \
-            "$bundle/mimic-train.xz" >"$bin"
+    bin=/root/mimic-train
+    python3 -c 'import lzma, sys; sys.stdout.buffer.write(lzma.open(sys.argv[1]).read())' \
+        "$bundle/mimic-train.xz" >"$bin"
     chmod +x "$bin"
     nvidia-smi --query-gpu=name --format=csv,noheader | tee "$out/card.txt" || true
+}
 
+bench() {
+    setup_card
+    "$bin" bench --presets micro --stages pretrain,finetune --pretrain-batch 256 \
+        --finetune-batch 256 --seconds 15 --device wgpu 2>&1 | tee "$out/bench_mimic.txt"
+    python3 "$here/scripts/bench_python_training.py" --device cuda --preset micro \
+        --pretrain-batch 256 --finetune-batch 256 --seconds 15 2>&1 | tee "$out/bench_pytorch.txt"
+}
+
+train() {
+    setup_card
     "$bin" bench --presets micro --stages finetune --finetune-batch 256 --seconds 10 \
         --device wgpu 2>&1 | tee "$out/bench.txt"
     local ips epochs
@@ -91,5 +107,6 @@ case "${1:-}" in
     prepare) prepare "${2:?usage: gpu_train.sh prepare MAE_RUN}" ;;
     unpack) unpack ;;
     train) train ;;
-    *) echo "usage: $0 prepare MAE_RUN | unpack | train" >&2; exit 2 ;;
+    bench) bench ;;
+    *) echo "usage: $0 prepare MAE_RUN | unpack | train | bench" >&2; exit 2 ;;
 esac

@@ -105,36 +105,39 @@ fn a_truncated_video_keeps_the_rows_of_every_frame_decoded() {
     assert_eq!(frames, (0..decoded).collect::<Vec<_>>(), "every frame once, in order");
 }
 
-#[test]
-fn a_bad_input_stops_the_run_and_keeps_the_rows_before_it() {
+/// The rows (without latency) of a still with a face analysed alone, and of the run
+/// of `inputs` (where "good" stands for that still, "bad" for a non-video), with the
+/// run's output.
+fn alone_and_within(inputs: &[&str], extra: &[&str]) -> (Vec<String>, Vec<String>, Output) {
     let good = fixture("mtcnn/still_obama.png");
     let bad = fixture("decode/not_a_video.mp4");
     let dir = tempfile::tempdir().unwrap();
-    let alone = dir.path().join("alone.csv");
-    let both = dir.path().join("both.csv");
+    let (alone, within) = (dir.path().join("alone.csv"), dir.path().join("within.csv"));
     analyze(&[good.to_str().unwrap(), "-o", alone.to_str().unwrap()]);
-    let (good, bad) = (good.to_str().unwrap(), bad.to_str().unwrap());
-    let out = analyze(&[good, bad, good, "-o", both.to_str().unwrap()]);
+    let mut args: Vec<&str> = inputs
+        .iter()
+        .map(|&i| if i == "good" { good.to_str().unwrap() } else { bad.to_str().unwrap() })
+        .collect();
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-o", within.to_str().unwrap()]);
+    let out = analyze(&args);
+    let alone = rows_without_latency(&alone);
+    assert!(alone.len() > 1, "the still has a face");
+    (alone, rows_without_latency(&within), out)
+}
+
+#[test]
+fn a_bad_input_stops_the_run_and_keeps_the_rows_before_it() {
+    let (alone, within, out) = alone_and_within(&["good", "bad", "good"], &[]);
     assert_fails_naming(&out, "not_a_video.mp4", "failed");
-    let rows = rows_without_latency(&alone);
-    assert!(rows.len() > 1, "the still has a face");
-    assert_eq!(rows_without_latency(&both), rows, "the first input's rows, once");
+    assert_eq!(within, alone, "the first input's rows, once");
 }
 
 #[test]
 fn keep_going_analyses_the_inputs_after_a_bad_one() {
-    let good = fixture("mtcnn/still_obama.png");
-    let bad = fixture("decode/not_a_video.mp4");
-    let dir = tempfile::tempdir().unwrap();
-    let alone = dir.path().join("alone.csv");
-    let both = dir.path().join("both.csv");
-    analyze(&[good.to_str().unwrap(), "-o", alone.to_str().unwrap()]);
-    let (good, bad) = (good.to_str().unwrap(), bad.to_str().unwrap());
-    let out = analyze(&[bad, good, "--keep-going", "-o", both.to_str().unwrap()]);
+    let (alone, within, out) = alone_and_within(&["bad", "good"], &["--keep-going"]);
     assert_fails_naming(&out, "not_a_video.mp4", "failed");
-    let rows = rows_without_latency(&alone);
-    assert!(rows.len() > 1, "the still has a face");
-    assert_eq!(rows_without_latency(&both), rows);
+    assert_eq!(within, alone);
 }
 
 #[test]

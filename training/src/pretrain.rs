@@ -304,6 +304,8 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
         };
         let bar = epoch_bar(epoch, opts.epochs, steps_per_epoch, state.batch);
         let mut speed = Throughput::start();
+        // Wall time of the whole epoch (`speed` restarts at each mid-epoch checkpoint).
+        let epoch_clock = std::time::Instant::now();
         let mut loss_sum = state.epoch_sums.get("loss").copied().unwrap_or(0.0);
         let mut loss_count = state.epoch_sums.get("batches").copied().unwrap_or(0.0) as usize;
         let mut last_lr = 0.0;
@@ -387,7 +389,7 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
             ("train_loss".to_string(), mean_loss),
             ("lr".to_string(), last_lr),
             ("images_per_s".to_string(), speed.images_per_second()),
-            ("epoch_seconds".to_string(), speed.seconds()),
+            ("epoch_seconds".to_string(), epoch_clock.elapsed().as_secs_f64()),
             ("total_seconds".to_string(), state.seconds),
         ]));
         state.epoch += 1;
