@@ -1,0 +1,59 @@
+//! The README's run command: `mimic analyze tests/fixtures/clip.mp4 -o clip.csv` with
+//! the shipped default model gives a row for every frame, in order, with real
+//! predictions over the model's classes.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn the_readme_command_analyses_the_fixture_clip_with_the_shipped_model() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("models/mimic-ferplus/config.json"))
+            .expect("the default model is shipped"),
+    )
+    .unwrap();
+    let classes: Vec<String> = config["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = dir.path().join("clip.csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_mimic"))
+        .current_dir(root)
+        .args(["analyze", "tests/fixtures/clip.mp4", "--device", "cpu", "-q", "-o"])
+        .arg(&csv_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
+    let headers = reader.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
+    let (frame, label, track) = (col("frame"), col("label"), col("track_id"));
+    let class_cols: Vec<usize> = classes.iter().map(|c| col(c)).collect();
+    let mut frames = Vec::new();
+    let mut labels = BTreeSet::new();
+    let mut faces = 0;
+    for row in reader.records() {
+        let row = row.unwrap();
+        frames.push(row[frame].parse::<u64>().unwrap());
+        if row[label].is_empty() {
+            continue;
+        }
+        faces += 1;
+        assert!(!row[track].is_empty(), "every face has a track id");
+        assert!(classes.contains(&row[label].to_string()));
+        labels.insert(row[label].to_string());
+        let sum: f64 = class_cols.iter().map(|&c| row[c].parse::<f64>().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-3, "probabilities sum to {sum}");
+    }
+    frames.dedup();
+    assert_eq!(frames, (0..60).collect::<Vec<u64>>(), "each of the 60 frames, in order");
+    assert!(faces >= 60, "the clip shows faces in every frame: {faces} found");
+    assert!(labels.len() >= 2, "a trained model does not answer one class: {labels:?}");
+}
