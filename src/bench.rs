@@ -10,22 +10,22 @@
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use mimic::decode::{InputSpec, SourceInfo, open};
 use mimic::device::select_device;
+use mimic::geometry::BBox;
 use mimic::model::ExpressionModel;
 use mimic::mtcnn::{FaceDetector, MtcnnConfig};
-use mimic::geometry::BBox;
 use mimic::pipeline::{
     self, FaceFinder, InputFailure, PipelineOptions, ProgressObserver, StopFlag, TrackingOptions,
 };
-use mimic::track::{ShotCutConfig, SmootherConfig, TrackerConfig};
 use mimic::record::{FrameResult, argmax};
 use mimic::sink::{Sink, SinkError};
+use mimic::track::{ShotCutConfig, SmootherConfig, TrackerConfig};
 
 use crate::analyze::{DEFAULT_MODEL, DETECTOR_MODEL, models_dir};
 use crate::cli::BenchArgs;
@@ -54,9 +54,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if let Some(video) = args.video {
         let mut reference: Option<(NonZeroUsize, Vec<Vec<FaceLabel>>)> = None;
         for &every in &args.detect_every {
-            let detector =
-                FaceDetector::load(&detector_dir, MtcnnConfig::default(), &device.burn)
-                    .with_context(|| format!("loading {}", detector_dir.display()))?;
+            let detector = FaceDetector::load(&detector_dir, MtcnnConfig::default(), &device.burn)
+                .with_context(|| format!("loading {}", detector_dir.display()))?;
             let faces = bench_pipeline(
                 &video,
                 args.frames,
@@ -273,10 +272,7 @@ impl Sink for CollectFaces {
                 label: argmax(&f.probs).0,
             })
             .collect();
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(faces);
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(faces);
         Ok(())
     }
 

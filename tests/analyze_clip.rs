@@ -25,11 +25,22 @@ fn the_readme_command_analyses_the_fixture_clip_with_the_shipped_model() {
     let csv_path = dir.path().join("clip.csv");
     let out = Command::new(env!("CARGO_BIN_EXE_mimic"))
         .current_dir(root)
-        .args(["analyze", "tests/fixtures/clip.mp4", "--device", "cpu", "-q", "-o"])
+        .args([
+            "analyze",
+            "tests/fixtures/clip.mp4",
+            "--device",
+            "cpu",
+            "-q",
+            "-o",
+        ])
         .arg(&csv_path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let mut reader = csv::Reader::from_path(&csv_path).unwrap();
     let headers = reader.headers().unwrap().clone();
@@ -49,11 +60,24 @@ fn the_readme_command_analyses_the_fixture_clip_with_the_shipped_model() {
         assert!(!row[track].is_empty(), "every face has a track id");
         assert!(classes.contains(&row[label].to_string()));
         labels.insert(row[label].to_string());
-        let sum: f64 = class_cols.iter().map(|&c| row[c].parse::<f64>().unwrap()).sum();
+        let sum: f64 = class_cols
+            .iter()
+            .map(|&c| row[c].parse::<f64>().unwrap())
+            .sum();
         assert!((sum - 1.0).abs() < 1e-3, "probabilities sum to {sum}");
     }
     frames.dedup();
-    assert_eq!(frames, (0..60).collect::<Vec<u64>>(), "each of the 60 frames, in order");
-    assert!(faces >= 60, "the clip shows faces in every frame: {faces} found");
-    assert!(labels.len() >= 2, "a trained model does not answer one class: {labels:?}");
+    assert_eq!(
+        frames,
+        (0..60).collect::<Vec<u64>>(),
+        "each of the 60 frames, in order"
+    );
+    assert!(
+        faces >= 60,
+        "the clip shows faces in every frame: {faces} found"
+    );
+    assert!(
+        labels.len() >= 2,
+        "a trained model does not answer one class: {labels:?}"
+    );
 }

@@ -17,7 +17,9 @@ fn fixture(name: &str) -> PathBuf {
 /// Runs `mimic analyze ARGS --device cpu -q` with the fixture model unless ARGS name one.
 fn analyze(args: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mimic"));
-    cmd.arg("analyze").args(args).args(["--device", "cpu", "-q"]);
+    cmd.arg("analyze")
+        .args(args)
+        .args(["--device", "cpu", "-q"]);
     if !args.contains(&"--model") {
         cmd.arg("--model").arg(fixture("vit/cls"));
     }
@@ -50,7 +52,11 @@ fn frames_in(csv_path: &Path) -> Vec<u64> {
         .expect("a frame column");
     reader
         .records()
-        .map(|r| r.expect("a complete row")[column].parse().expect("a frame number"))
+        .map(|r| {
+            r.expect("a complete row")[column]
+                .parse()
+                .expect("a frame number")
+        })
         .collect()
 }
 
@@ -59,7 +65,11 @@ fn rows_without_latency(csv_path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(csv_path).expect("the CSV exists");
     assert!(text.starts_with("source,") && text.lines().next().unwrap().ends_with(",latency_ms"));
     text.lines()
-        .map(|line| line.rsplit_once(',').map_or(line, |(rest, _)| rest).to_string())
+        .map(|line| {
+            line.rsplit_once(',')
+                .map_or(line, |(rest, _)| rest)
+                .to_string()
+        })
         .collect()
 }
 
@@ -102,7 +112,11 @@ fn a_truncated_video_keeps_the_rows_of_every_frame_decoded() {
     frames.dedup(); // a frame with several faces has several rows
     let decoded = frames.len() as u64;
     assert!(decoded > 10, "the first part of the file is analysed");
-    assert_eq!(frames, (0..decoded).collect::<Vec<_>>(), "every frame once, in order");
+    assert_eq!(
+        frames,
+        (0..decoded).collect::<Vec<_>>(),
+        "every frame once, in order"
+    );
 }
 
 /// The rows (without latency) of a still with a face analysed alone, and of the run
@@ -116,7 +130,13 @@ fn alone_and_within(inputs: &[&str], extra: &[&str]) -> (Vec<String>, Vec<String
     analyze(&[good.to_str().unwrap(), "-o", alone.to_str().unwrap()]);
     let mut args: Vec<&str> = inputs
         .iter()
-        .map(|&i| if i == "good" { good.to_str().unwrap() } else { bad.to_str().unwrap() })
+        .map(|&i| {
+            if i == "good" {
+                good.to_str().unwrap()
+            } else {
+                bad.to_str().unwrap()
+            }
+        })
         .collect();
     args.extend_from_slice(extra);
     args.extend_from_slice(&["-o", within.to_str().unwrap()]);
@@ -158,7 +178,13 @@ fn an_unwritable_output_path_fails_before_any_work() {
 #[test]
 fn a_missing_model_folder_is_named() {
     let path = fixture("decode/truncated.mp4");
-    let out = analyze(&[path.to_str().unwrap(), "--model", "/no/such/model", "-o", "-"]);
+    let out = analyze(&[
+        path.to_str().unwrap(),
+        "--model",
+        "/no/such/model",
+        "-o",
+        "-",
+    ]);
     assert_fails_naming(&out, "/no/such/model", "model");
     assert!(out.stdout.is_empty(), "no rows without a model");
 }
@@ -203,7 +229,10 @@ fn ctrl_c_ends_with_code_130_and_a_complete_csv() {
     let deadline = Instant::now() + Duration::from_secs(120);
     while std::fs::read_to_string(&csv).map_or(0, |t| t.lines().count()) < 4 {
         assert!(Instant::now() < deadline, "no rows within two minutes");
-        assert!(child.try_wait().unwrap().is_none(), "ended before the interrupt");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ended before the interrupt"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let killed = Command::new("kill")
@@ -219,5 +248,9 @@ fn ctrl_c_ends_with_code_130_and_a_complete_csv() {
     frames.dedup();
     let n = frames.len() as u64;
     assert!(n >= 3 && n < 60, "stopped part-way: {n} frames");
-    assert_eq!(frames, (0..n).collect::<Vec<_>>(), "every frame up to the stop, in order");
+    assert_eq!(
+        frames,
+        (0..n).collect::<Vec<_>>(),
+        "every frame up to the stop, in order"
+    );
 }

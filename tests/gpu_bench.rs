@@ -232,7 +232,10 @@ fn bench_shaders() {
 /// The decoded frames of the benchmark clip: `$MIMIC_BENCH_RAW` (raw RGB24 frames of
 /// `$MIMIC_BENCH_RAW_SIZE` = `WxH`), else the fixture frames of `tests/fixtures/mtcnn`.
 fn bench_frames() -> Vec<image::RgbImage> {
-    if let (Ok(path), Ok(size)) = (std::env::var("MIMIC_BENCH_RAW"), std::env::var("MIMIC_BENCH_RAW_SIZE")) {
+    if let (Ok(path), Ok(size)) = (
+        std::env::var("MIMIC_BENCH_RAW"),
+        std::env::var("MIMIC_BENCH_RAW_SIZE"),
+    ) {
         let (w, h) = size.split_once('x').expect("MIMIC_BENCH_RAW_SIZE is WxH");
         let (w, h): (u32, u32) = (w.parse().unwrap(), h.parse().unwrap());
         let bytes = std::fs::read(&path).unwrap();
@@ -246,10 +249,16 @@ fn bench_frames() -> Vec<image::RgbImage> {
     let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("frame_")))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("frame_"))
+        })
         .collect();
     names.sort();
-    names.iter().map(|p| image::open(p).unwrap().to_rgb8()).collect()
+    names
+        .iter()
+        .map(|p| image::open(p).unwrap().to_rgb8())
+        .collect()
 }
 
 #[test]
@@ -294,10 +303,15 @@ fn bench_end_to_end() {
     let start = Instant::now();
     while frames_done < target {
         let n = batch.min(target - frames_done);
-        let images: Vec<&image::RgbImage> = (frames_done..frames_done + n).map(|i| &clip[i % clip.len()]).collect();
+        let images: Vec<&image::RgbImage> = (frames_done..frames_done + n)
+            .map(|i| &clip[i % clip.len()])
+            .collect();
 
         let t = Instant::now();
-        let pictures: Vec<DecodedPicture> = images.iter().map(|im| DecodedPicture::from_rgb(im)).collect();
+        let pictures: Vec<DecodedPicture> = images
+            .iter()
+            .map(|im| DecodedPicture::from_rgb(im))
+            .collect();
         let on_device = pictures_to_rgb(&pictures, &device).unwrap();
         stage[0] += t.elapsed().as_secs_f64();
 
@@ -342,7 +356,10 @@ fn bench_end_to_end() {
     let images: Vec<&image::RgbImage> = clip.iter().cycle().take(batch).collect();
     let (w, h) = images[0].dimensions();
     let scales = pyramid_scales(w, h, 20.0, 0.709);
-    let pictures: Vec<DecodedPicture> = images.iter().map(|im| DecodedPicture::from_rgb(im)).collect();
+    let pictures: Vec<DecodedPicture> = images
+        .iter()
+        .map(|im| DecodedPicture::from_rgb(im))
+        .collect();
     let (runs, secs) = time_loop(2, Duration::from_secs(3), || {
         let frames = pictures_to_rgb(&pictures, &device).unwrap();
         for level in mtcnn_pyramid(frames, &scales).unwrap() {

@@ -132,7 +132,6 @@ pub(crate) fn status_name(status: FrameStatus) -> &'static str {
     }
 }
 
-
 /// The rows of one frame: one per face, or a single face-less row.
 pub(crate) fn frame_rows<'a>(
     r: &'a FrameResult,

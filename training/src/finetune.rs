@@ -612,7 +612,10 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                 "valid_mean_class_accuracy".to_string(),
                 confusion.mean_class_accuracy(),
             ),
-            ("epoch_seconds".to_string(), epoch_clock.elapsed().as_secs_f64()),
+            (
+                "epoch_seconds".to_string(),
+                epoch_clock.elapsed().as_secs_f64(),
+            ),
             ("total_seconds".to_string(), state.seconds),
         ]));
         state.epoch += 1;

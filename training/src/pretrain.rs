@@ -389,7 +389,10 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
             ("train_loss".to_string(), mean_loss),
             ("lr".to_string(), last_lr),
             ("images_per_s".to_string(), speed.images_per_second()),
-            ("epoch_seconds".to_string(), epoch_clock.elapsed().as_secs_f64()),
+            (
+                "epoch_seconds".to_string(),
+                epoch_clock.elapsed().as_secs_f64(),
+            ),
             ("total_seconds".to_string(), state.seconds),
         ]));
         state.epoch += 1;
