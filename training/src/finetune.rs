@@ -565,28 +565,15 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                 ("supcon".to_string(), sc_sum),
                 ("batches".to_string(), count as f64),
             ]);
-            if control.step_and_check_stop() {
+            if run.after_step(&mut control, &model, &optim, &mut state, &mut speed)? {
                 stopped = true;
                 break;
-            }
-            if control.checkpoint_due() {
-                state.seconds += speed.seconds();
-                speed = Throughput::start();
-                run.save_checkpoint(&model, &optim, &state)?;
             }
         }
         state.seconds += speed.seconds();
         bar.finish_and_clear();
         if stopped {
-            run.save_checkpoint(&model, &optim, &state)?;
-            eprintln!(
-                "stopped at epoch {} batch {} (step {}); checkpoint in {} — run the same command to resume",
-                epoch + 1,
-                state.batch,
-                state.step,
-                run.checkpoint().display()
-            );
-            return Ok(Outcome::Stopped);
+            return run.stop_here(&model, &optim, &state, epoch);
         }
         let train_speed = speed.images_per_second();
         let confusion = evaluate(&model.vit.valid(), &valid, &norm, opts.eval_batch, &device);

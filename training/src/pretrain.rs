@@ -351,29 +351,15 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                 ("loss".to_string(), loss_sum),
                 ("batches".to_string(), loss_count as f64),
             ]);
-            if control.step_and_check_stop() {
+            if run.after_step(&mut control, &mae, &optim, &mut state, &mut speed)? {
                 stopped = true;
                 break;
-            }
-            if control.checkpoint_due() {
-                state.seconds += speed.seconds();
-                speed = Throughput::start();
-                run.save_checkpoint(&mae, &optim, &state)?;
             }
         }
         state.seconds += speed.seconds();
         bar.finish_and_clear();
         if stopped {
-            run.save_checkpoint(&mae, &optim, &state)?;
-            control.checkpoint_written();
-            eprintln!(
-                "stopped at epoch {} batch {} (step {}); checkpoint in {} — run the same command to resume",
-                epoch + 1,
-                state.batch,
-                state.step,
-                run.checkpoint().display()
-            );
-            return Ok(Outcome::Stopped);
+            return run.stop_here(&mae, &optim, &state, epoch);
         }
         let mean_loss = loss_sum / loss_count.max(1) as f64;
         eprintln!(

@@ -23,6 +23,8 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 
+use crate::control::{LoopControl, Outcome};
+
 /// Where a run stands; saved with every checkpoint.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct TrainState {
@@ -116,6 +118,47 @@ impl RunDir {
         [current, old]
             .into_iter()
             .find(|d| d.join("state.json").exists() && d.join("model.bpk").exists())
+    }
+
+    /// After each optimizer step: true when the session must stop now (Ctrl-C,
+    /// `--max-steps`); otherwise writes the periodic checkpoint when one is due (the
+    /// seconds of `speed` so far go to `state`, and `speed` restarts).
+    pub fn after_step<M: Module>(
+        &self,
+        control: &mut LoopControl,
+        module: &M,
+        optim: &ModuleOptimizer,
+        state: &mut TrainState,
+        speed: &mut Throughput,
+    ) -> Result<bool> {
+        if control.step_and_check_stop() {
+            return Ok(true);
+        }
+        if control.checkpoint_due() {
+            state.seconds += speed.seconds();
+            *speed = Throughput::start();
+            self.save_checkpoint(module, optim, state)?;
+        }
+        Ok(false)
+    }
+
+    /// Ends a stopped session: writes the checkpoint and says how to resume.
+    pub fn stop_here<M: Module>(
+        &self,
+        module: &M,
+        optim: &ModuleOptimizer,
+        state: &TrainState,
+        epoch: usize,
+    ) -> Result<Outcome> {
+        self.save_checkpoint(module, optim, state)?;
+        eprintln!(
+            "stopped at epoch {} batch {} (step {}); checkpoint in {} — run the same command to resume",
+            epoch + 1,
+            state.batch,
+            state.step,
+            self.checkpoint().display()
+        );
+        Ok(Outcome::Stopped)
     }
 
     /// Writes module, optimizer and state as the new checkpoint.
