@@ -71,6 +71,20 @@ impl FaceDetector {
     /// equal size share each P-Net pass; the crops of all frames share each R-Net and
     /// O-Net pass.
     pub fn detect_batch(&self, images: &[&RgbImage]) -> Vec<Vec<FaceDetection>> {
+        self.detect_batch_followable(images)
+            .into_iter()
+            .map(|faces| faces.into_iter().map(|f| f.face).collect())
+            .collect()
+    }
+
+    /// [`detect`](Self::detect), with what [`follow`](Self::follow) needs of each face.
+    pub fn detect_followable(&self, image: &RgbImage) -> Vec<FollowedFace> {
+        self.detect_batch_followable(&[image])
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn detect_batch_followable(&self, images: &[&RgbImage]) -> Vec<Vec<FollowedFace>> {
         let integrals: Vec<IntegralImage> =
             images.iter().map(|im| IntegralImage::new(im)).collect();
         let proposals = self.propose(&integrals);
@@ -79,27 +93,42 @@ impl FaceDetector {
     }
 
     /// The faces of `image` near `previous`, the faces of an earlier frame of the same
-    /// video: each previous box, squared, goes straight to the O-Net stage, whose box
-    /// regression moves it onto the face and whose score drops it when the face is gone.
-    /// The cheap step between full detections of `--detect-every K`; it finds no new face.
-    pub fn follow(&self, image: &RgbImage, previous: &[FaceDetection]) -> Vec<FaceDetection> {
+    /// video: O-Net runs on each previous face's O-Net input box, moved with the face
+    /// (by the shift of its output box since that input was chosen); O-Net's regression
+    /// follows the face and its score drops it when the face is gone. For a still
+    /// picture this is a fixed point: the same input box gives the same face. The cheap
+    /// step between full detections of `--detect-every K`; it finds no new face.
+    pub fn follow(&self, image: &RgbImage, previous: &[FollowedFace]) -> Vec<FollowedFace> {
         let integrals = [IntegralImage::new(image)];
         let candidates = previous
             .iter()
-            .map(|d| {
-                boxes::rerec(&Candidate {
-                    x1: d.bbox.x1,
-                    y1: d.bbox.y1,
-                    x2: d.bbox.x2,
-                    y2: d.bbox.y2,
-                    score: d.score,
-                    reg: [0.0; 4],
-                })
+            .map(|p| Candidate {
+                x1: p.anchor.x1,
+                y1: p.anchor.y1,
+                x2: p.anchor.x2,
+                y2: p.anchor.y2,
+                score: p.face.score,
+                reg: [0.0; 4],
             })
             .collect();
-        self.output(&integrals, vec![candidates])
+        let mut found = self
+            .output(&integrals, vec![candidates])
             .pop()
-            .unwrap_or_default()
+            .unwrap_or_default();
+        for now in &mut found {
+            // `now.anchor` is the input box it came from: move it as the face moved.
+            if let Some(before) = previous.iter().find(|p| p.anchor == now.anchor) {
+                let ([x1, y1], [x0, y0]) = (now.face.bbox.center(), before.face.bbox.center());
+                let (dx, dy) = (x1 - x0, y1 - y0);
+                now.anchor = BBox {
+                    x1: now.anchor.x1 + dx,
+                    y1: now.anchor.y1 + dy,
+                    x2: now.anchor.x2 + dx,
+                    y2: now.anchor.y2 + dy,
+                };
+            }
+        }
+        found
     }
 
     /// Stage 1: P-Net over the pyramid of every frame; squared boxes per frame.
@@ -221,14 +250,16 @@ impl FaceDetector {
             .collect()
     }
 
-    /// Stage 3: O-Net on 48x48 crops; the final faces per frame, largest box first.
+    /// Stage 3: O-Net on 48x48 crops; the final faces per frame, largest box first, each
+    /// with the O-Net input box it came from.
     fn output(
         &self,
         integrals: &[IntegralImage],
         refined: Vec<Vec<Candidate>>,
-    ) -> Vec<Vec<FaceDetection>> {
+    ) -> Vec<Vec<FollowedFace>> {
         let mut batch = CropBatch::new(integrals, &refined, ONET_SIDE);
-        let mut faces: Vec<Vec<(Candidate, [[f32; 2]; 5])>> = vec![Vec::new(); integrals.len()];
+        type Found = (Candidate, [[f32; 2]; 5], Candidate);
+        let mut faces: Vec<Vec<Found>> = vec![Vec::new(); integrals.len()];
         if !batch.rows.is_empty() {
             let (reg, points, prob) = if self.phased {
                 self.onet
@@ -246,7 +277,11 @@ impl FaceDetector {
                     };
                     let p: [f32; 10] = std::array::from_fn(|k| points[10 * row + k]);
                     let reg = std::array::from_fn(|k| reg[4 * row + k]);
-                    faces[frame].push((boxes::regress(&c, reg), boxes::landmarks_to_frame(&c, &p)));
+                    faces[frame].push((
+                        boxes::regress(&c, reg),
+                        boxes::landmarks_to_frame(&c, &p),
+                        c,
+                    ));
                 }
             }
         }
@@ -254,29 +289,44 @@ impl FaceDetector {
             .into_iter()
             .map(|found| {
                 let candidates: Vec<Candidate> = found.iter().map(|f| f.0).collect();
-                let mut dets: Vec<FaceDetection> =
+                let mut dets: Vec<FollowedFace> =
                     boxes::nms(&candidates, NMS_STAGE, Overlap::MinInclusive)
                         .into_iter()
                         .map(|i| {
-                            let (c, landmarks) = found[i];
-                            FaceDetection {
-                                bbox: BBox {
-                                    x1: c.x1,
-                                    y1: c.y1,
-                                    x2: c.x2,
-                                    y2: c.y2,
+                            let (c, landmarks, anchor) = found[i];
+                            FollowedFace {
+                                face: FaceDetection {
+                                    bbox: bbox_of(&c),
+                                    score: c.score,
+                                    landmarks,
                                 },
-                                score: c.score,
-                                landmarks,
+                                anchor: bbox_of(&anchor),
                             }
                         })
                         .collect();
                 // facenet's MTCNN.detect (select_largest=True): largest box area first.
-                let area = |d: &FaceDetection| d.bbox.width() * d.bbox.height();
+                let area = |d: &FollowedFace| d.face.bbox.width() * d.face.bbox.height();
                 dets.sort_by(|a, b| area(b).total_cmp(&area(a)));
                 dets
             })
             .collect()
+    }
+}
+
+/// A detected face and the box O-Net looked at to find it (a square around the face),
+/// from which [`FaceDetector::follow`] looks for it again in the next frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FollowedFace {
+    pub face: FaceDetection,
+    anchor: BBox,
+}
+
+fn bbox_of(c: &Candidate) -> BBox {
+    BBox {
+        x1: c.x1,
+        y1: c.y1,
+        x2: c.x2,
+        y2: c.y2,
     }
 }
 

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use detector::FaceDetector;
+pub use detector::{FaceDetector, FollowedFace};
 
 /// Detector settings; the defaults are facenet-pytorch's.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -35,7 +35,7 @@ use crate::decode::{DecodeOptions, InputSpec, SourceInfo, open_with};
 use crate::frame::{Frame, RgbImage};
 use crate::geometry::{BBox, FaceDetection, Landmarks};
 use crate::model::{ExpressionModel, Prediction};
-use crate::mtcnn::FaceDetector;
+use crate::mtcnn::{FaceDetector, FollowedFace};
 use crate::record::{FaceResult, FrameResult, FrameStatus};
 use crate::sink::{Sink, SinkError};
 use crate::track::{
@@ -435,25 +435,31 @@ fn detect_stage(
     let clock = clocks.get(Stage::Detect);
     // The faces of the previous analysed frame of the current input, and how many frames
     // were analysed since the last full detection.
-    let mut previous: Option<Vec<FaceDetection>> = None;
+    let mut previous: Option<Vec<FollowedFace>> = None;
     let mut since_full = 0;
     while let Some(item) = feed.recv() {
         if matches!(item, Item::Start(_) | Item::Failed(_)) {
             previous = None;
         }
         let item = item.map(|frame| {
-            let faces = clock.time(1, || match (finder, &previous) {
-                (FaceFinder::WholeImage, _) => vec![whole_image_face(&frame.image)],
-                (FaceFinder::Detect(detector), Some(faces)) if since_full < detect_every.get() => {
-                    since_full += 1;
-                    detector.follow(&frame.image, faces)
-                }
-                (FaceFinder::Detect(detector), _) => {
-                    since_full = 1;
-                    detector.detect(&frame.image)
+            let faces = clock.time(1, || match finder {
+                FaceFinder::WholeImage => vec![whole_image_face(&frame.image)],
+                FaceFinder::Detect(detector) => {
+                    let found = match &previous {
+                        Some(faces) if since_full < detect_every.get() => {
+                            since_full += 1;
+                            detector.follow(&frame.image, faces)
+                        }
+                        _ => {
+                            since_full = 1;
+                            detector.detect_followable(&frame.image)
+                        }
+                    };
+                    let faces = found.iter().map(|f| f.face).collect();
+                    previous = Some(found);
+                    faces
                 }
             });
-            previous = Some(faces.clone());
             DetectedFrame { frame, faces }
         });
         if out.send(item).is_err() {
