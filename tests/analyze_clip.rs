@@ -2,15 +2,16 @@
 //! the shipped default model gives a row for every frame, in order, with real
 //! predictions over the model's classes.
 
+mod cli_common;
+
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Command;
+
+use cli_common::{Rows, analyze, assert_success, root};
 
 #[test]
 fn the_readme_command_analyses_the_fixture_clip_with_the_shipped_model() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let config: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root.join("models/mimic-ferplus/config.json"))
+        &std::fs::read_to_string(root().join("models/mimic-ferplus/config.json"))
             .expect("the default model is shipped"),
     )
     .unwrap();
@@ -23,35 +24,20 @@ fn the_readme_command_analyses_the_fixture_clip_with_the_shipped_model() {
 
     let dir = tempfile::tempdir().unwrap();
     let csv_path = dir.path().join("clip.csv");
-    let out = Command::new(env!("CARGO_BIN_EXE_mimic"))
-        .current_dir(root)
-        .args([
-            "analyze",
-            "tests/fixtures/clip.mp4",
-            "--device",
-            "cpu",
-            "-q",
-            "-o",
-        ])
-        .arg(&csv_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = analyze(&["tests/fixtures/clip.mp4", "-o", csv_path.to_str().unwrap()]);
+    assert_success(&out);
 
-    let mut reader = csv::Reader::from_path(&csv_path).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
-    let (frame, label, track) = (col("frame"), col("label"), col("track_id"));
-    let class_cols: Vec<usize> = classes.iter().map(|c| col(c)).collect();
+    let csv = Rows::read(&csv_path);
+    let (frame, label, track) = (
+        csv.column("frame"),
+        csv.column("label"),
+        csv.column("track_id"),
+    );
+    let class_cols: Vec<usize> = classes.iter().map(|c| csv.column(c)).collect();
     let mut frames = Vec::new();
     let mut labels = BTreeSet::new();
     let mut faces = 0;
-    for row in reader.records() {
-        let row = row.unwrap();
+    for row in &csv.rows {
         frames.push(row[frame].parse::<u64>().unwrap());
         if row[label].is_empty() {
             continue;

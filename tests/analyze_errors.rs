@@ -3,12 +3,12 @@
 //! stay in the output. The expression model is the small ViT fixture of
 //! `tests/fixtures/vit/cls` (these tests are about errors, not predictions).
 
+mod cli_common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
+use cli_common::{Rows, root};
 
 fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures").join(name)
@@ -16,14 +16,12 @@ fn fixture(name: &str) -> PathBuf {
 
 /// Runs `mimic analyze ARGS --device cpu -q` with the fixture model unless ARGS name one.
 fn analyze(args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mimic"));
-    cmd.arg("analyze")
-        .args(args)
-        .args(["--device", "cpu", "-q"]);
+    let model = fixture("vit/cls");
+    let mut args = args.to_vec();
     if !args.contains(&"--model") {
-        cmd.arg("--model").arg(fixture("vit/cls"));
+        args.extend(["--model", model.to_str().unwrap()]);
     }
-    cmd.output().expect("running the mimic binary")
+    cli_common::analyze(&args)
 }
 
 fn stderr(out: &Output) -> String {
@@ -39,25 +37,6 @@ fn assert_fails_naming(out: &Output, culprit: &str, what: &str) {
         err.to_lowercase().contains(what),
         "stderr must say {what:?}:\n{err}"
     );
-}
-
-/// The frame numbers of the CSV's rows, in file order.
-fn frames_in(csv_path: &Path) -> Vec<u64> {
-    let mut reader = csv::Reader::from_path(csv_path).expect("the CSV exists");
-    let column = reader
-        .headers()
-        .expect("a header")
-        .iter()
-        .position(|h| h == "frame")
-        .expect("a frame column");
-    reader
-        .records()
-        .map(|r| {
-            r.expect("a complete row")[column]
-                .parse()
-                .expect("a frame number")
-        })
-        .collect()
 }
 
 /// The CSV's lines without the last column (latency varies from run to run).
@@ -89,7 +68,7 @@ fn a_file_that_is_not_a_video_is_named() {
     let csv = dir.path().join("out.csv");
     let out = analyze(&[path.to_str().unwrap(), "-o", csv.to_str().unwrap()]);
     assert_fails_naming(&out, "not_a_video.mp4", "not a video");
-    assert!(frames_in(&csv).is_empty());
+    assert!(Rows::read(&csv).frames().is_empty());
 }
 
 #[test]
@@ -108,7 +87,7 @@ fn a_truncated_video_keeps_the_rows_of_every_frame_decoded() {
     let csv = dir.path().join("out.csv");
     let out = analyze(&[path.to_str().unwrap(), "-o", csv.to_str().unwrap()]);
     assert_fails_naming(&out, "truncated.mp4", "cut short");
-    let mut frames = frames_in(&csv);
+    let mut frames = Rows::read(&csv).frames();
     frames.dedup(); // a frame with several faces has several rows
     let decoded = frames.len() as u64;
     assert!(decoded > 10, "the first part of the file is analysed");
@@ -244,7 +223,7 @@ fn ctrl_c_ends_with_code_130_and_a_complete_csv() {
     assert_eq!(status.code(), Some(130));
     let text = std::fs::read_to_string(&csv).unwrap();
     assert!(text.ends_with('\n'), "the last row is whole");
-    let mut frames = frames_in(&csv);
+    let mut frames = Rows::read(&csv).frames();
     frames.dedup();
     let n = frames.len() as u64;
     assert!(n >= 3 && n < 60, "stopped part-way: {n} frames");

@@ -1,16 +1,12 @@
 //! `--detect-every K`: between full detections, O-Net alone follows the faces of the
 //! previous frame ([`FaceDetector::follow`]).
 
-use std::path::Path;
-use std::process::Command;
+mod cli_common;
 
 use burn::tensor::Device;
+use cli_common::{Rows, analyze, assert_success, root};
 use mimic::decode::{InputSpec, open};
 use mimic::mtcnn::{FaceDetector, MtcnnConfig};
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn detector() -> FaceDetector {
     FaceDetector::load(
@@ -81,33 +77,21 @@ fn follow_finds_no_new_face() {
 fn analyze_with_detect_every_writes_every_frame_with_faces_followed() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("k3.csv");
-    let out = Command::new(env!("CARGO_BIN_EXE_mimic"))
-        .current_dir(root())
-        .args(["analyze", "tests/fixtures/clip.mp4", "--detect-every", "3"])
-        .args([
-            "--model",
-            "tests/fixtures/vit/cls",
-            "--device",
-            "cpu",
-            "-q",
-            "-o",
-        ])
-        .arg(&csv)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut reader = csv::Reader::from_path(&csv).unwrap();
-    let headers = reader.headers().unwrap().clone();
-    let col = |name: &str| headers.iter().position(|h| h == name).unwrap();
-    let (frame, face) = (col("frame"), col("face"));
+    let out = analyze(&[
+        "tests/fixtures/clip.mp4",
+        "--detect-every",
+        "3",
+        "--model",
+        "tests/fixtures/vit/cls",
+        "-o",
+        csv.to_str().unwrap(),
+    ]);
+    assert_success(&out);
+    let csv = Rows::read(&csv);
+    let (frame, face) = (csv.column("frame"), csv.column("face"));
     let mut frames = Vec::new();
     let mut with_face = std::collections::BTreeSet::new();
-    for row in reader.records() {
-        let row = row.unwrap();
+    for row in &csv.rows {
         let index: u64 = row[frame].parse().unwrap();
         frames.push(index);
         if !row[face].is_empty() {

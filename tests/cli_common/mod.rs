@@ -1,0 +1,62 @@
+//! Running the `mimic` binary and reading the CSV it writes, for the integration tests.
+#![allow(dead_code)] // each test binary uses part of it
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `mimic analyze ARGS --device cpu -q`, run from the repository root.
+pub fn analyze(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mimic"))
+        .current_dir(root())
+        .arg("analyze")
+        .args(args)
+        .args(["--device", "cpu", "-q"])
+        .output()
+        .expect("running the mimic binary")
+}
+
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The rows of a CSV written by `mimic analyze`, with its columns looked up by name.
+pub struct Rows {
+    headers: csv::StringRecord,
+    pub rows: Vec<csv::StringRecord>,
+}
+
+impl Rows {
+    pub fn read(path: &Path) -> Self {
+        let mut reader = csv::Reader::from_path(path).expect("the CSV exists");
+        let headers = reader.headers().expect("a header").clone();
+        let rows = reader
+            .records()
+            .map(|r| r.expect("a complete row"))
+            .collect();
+        Self { headers, rows }
+    }
+
+    pub fn column(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
+    }
+
+    /// The frame number of each row, in file order.
+    pub fn frames(&self) -> Vec<u64> {
+        let frame = self.column("frame");
+        self.rows
+            .iter()
+            .map(|r| r[frame].parse().expect("a frame number"))
+            .collect()
+    }
+}
