@@ -281,9 +281,17 @@ impl ExpressionModel {
         if crops.is_empty() {
             return Vec::new();
         }
-        let pooled = self
-            .vit
-            .pool(self.vit.forward_features(self.preprocess(crops)));
+        self.predict_input(self.preprocess(crops))
+    }
+
+    /// [`predict`](Self::predict) of an input already normalised as
+    /// [`preprocess`](Self::preprocess) makes it, `[faces, 3, size, size]` on the model's
+    /// device (e.g. written there by [`crate::gpu::face_crops`]).
+    pub fn predict_input(&self, input: Tensor<4>) -> Vec<Prediction> {
+        if input.dims()[0] == 0 {
+            return Vec::new();
+        }
+        let pooled = self.vit.pool(self.vit.forward_features(input));
         let probs = softmax(self.vit.forward_head(pooled.clone()), 1);
         rows(probs)
             .into_iter()

@@ -124,6 +124,45 @@ fn mtcnn_on_wgpu_finds_the_faces_it_finds_on_the_cpu() {
 }
 
 #[test]
+fn mtcnn_on_uploaded_frames_finds_the_faces_it_finds_on_the_cpu() {
+    // The GPU path of the analyzer: frames uploaded once, the pyramid and the R-Net/O-Net
+    // crops resampled by the area shader on the device, only boxes coming back.
+    let Some(device) = gpu_device() else { return };
+    let Some(dir) = mtcnn_dir() else { return };
+    let cpu = FaceDetector::load(&dir, MtcnnConfig::default(), &Device::flex()).unwrap();
+    let gpu = FaceDetector::load(&dir, MtcnnConfig::default(), &device).unwrap();
+    assert!(gpu.runs_on_gpu() && !cpu.runs_on_gpu());
+    let image = fixture_image("frame_000.png");
+    let on_cpu = cpu.detect(&image);
+    let frames = mimic::gpu::upload_frames(&[&image], &device).unwrap();
+    let on_gpu: Vec<FaceDetection> = gpu
+        .detect_on_device(frames.clone())
+        .unwrap()
+        .pop()
+        .unwrap()
+        .into_iter()
+        .map(|f| f.face)
+        .collect();
+    assert_same_faces(&on_cpu, &on_gpu, "uploaded frame");
+    assert!(!on_cpu.is_empty(), "the fixture holds faces");
+
+    // Following the faces into the same frame keeps them where they are, on both paths.
+    let followed_cpu = cpu.follow(&image, &cpu.detect_followable(&image));
+    let previous = gpu.detect_on_device(frames.clone()).unwrap().pop().unwrap();
+    let followed_gpu: Vec<FaceDetection> = gpu
+        .follow_on_device(frames, &previous)
+        .unwrap()
+        .into_iter()
+        .map(|f| f.face)
+        .collect();
+    let followed_cpu: Vec<FaceDetection> = followed_cpu.into_iter().map(|f| f.face).collect();
+    assert_same_faces(&followed_cpu, &followed_gpu, "followed faces");
+    // The CPU backend cannot run the shaders: a clear error, not a panic.
+    let host_frames = Tensor::<4>::zeros([1, 3, 24, 24], &Device::flex());
+    assert!(cpu.detect_on_device(host_frames).is_err());
+}
+
+#[test]
 fn pnet_on_the_shader_pyramid_equals_pnet_on_the_cpu_pyramid() {
     // Bounds: 1e-4 between the two inputs on the wgpu device (the pyramids agree to 1e-6),
     // 1e-3 against P-Net on the CPU device.

@@ -29,6 +29,8 @@ pub mod kernel;
 
 use burn::tensor::{Device, Tensor};
 
+use crate::frame::RgbImage;
+
 pub use area::{AreaJob, area_resize, mtcnn_crops, mtcnn_pyramid};
 pub use colour::{DecodedPicture, PixelLayout, Plane, YuvMatrix, decoded_to_rgb};
 pub use crops::{CropStyle, FaceCrop, face_crops};
@@ -70,4 +72,19 @@ pub fn pictures_to_rgb(
         planes.push(decoded_to_rgb(p, device)?);
     }
     Ok(Tensor::stack(planes, 0))
+}
+
+/// Whether the shaders can run on `device`: burn's wgpu runtime (see [`kernel`]).
+pub fn runs_shaders(device: &Device) -> bool {
+    kernel::wgpu_device(device).is_ok()
+}
+
+/// Frames in memory (packed RGB, one size) uploaded once and converted on `device`:
+/// `[n, 3, h, w]` of 8-bit values, what the detector's and the crops' shaders read.
+pub fn upload_frames(images: &[&RgbImage], device: &Device) -> Result<Tensor<4>, GpuError> {
+    let pictures: Vec<DecodedPicture> = images
+        .iter()
+        .map(|image| DecodedPicture::from_rgb(image))
+        .collect();
+    pictures_to_rgb(&pictures, device)
 }

@@ -8,21 +8,26 @@
 //! 3. **Output.** The same with 48x48 crops and O-Net (`> thresholds[2]`), landmarks placed
 //!    in the squared box, O-Net's offsets applied, NMS 0.7 over the smaller box ('Min').
 //!
-//! The nets run in burn; the box maths ([`super::boxes`]) and the resampling
-//! ([`super::resample`]) run on the host, where they are cheap and exact. Crops of all
-//! candidates (and of all frames of a batch) go through R-Net and O-Net as one batch.
+//! The nets run in burn; the box maths ([`super::boxes`]) runs on the host, where it is
+//! cheap and exact. The resampling (pyramid levels, box crops) runs where the frame is:
+//! on the host ([`super::resample`]) for a frame in memory, or on the GPU
+//! ([`crate::gpu::area`], the same arithmetic) for a frame uploaded to burn's wgpu
+//! device ([`FaceDetector::detect_on_device`]), so that only boxes and scores come back.
+//! Crops of all candidates (and of all frames of a batch) go through R-Net and O-Net as
+//! one batch.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::boxes::{self, Candidate, Overlap};
+use super::boxes::{self, Candidate, CropRect, Overlap};
 use super::nets::{ONet, PNet, PoolPhasePatches, RNet};
 use super::resample::IntegralImage;
 use super::{MtcnnConfig, MtcnnError};
 use crate::frame::RgbImage;
 use crate::geometry::{BBox, FaceDetection};
+use crate::gpu::{self, GpuError};
 
 const RNET_SIDE: usize = 24;
 const ONET_SIDE: usize = 48;
@@ -41,6 +46,8 @@ pub struct FaceDetector {
     /// On burn's CPU backend the nets run their `forward_phased` path (first stage as
     /// one matrix product, see [`PoolPhasePatches`]); elsewhere the plain `forward`.
     phased: bool,
+    /// On burn's wgpu device the GPU shaders can resample frames uploaded there.
+    shaders: bool,
 }
 
 impl FaceDetector {
@@ -55,11 +62,24 @@ impl FaceDetector {
             config,
             device: device.clone(),
             phased: *device == Device::flex(),
+            shaders: gpu::runs_shaders(device),
         })
     }
 
     pub fn config(&self) -> &MtcnnConfig {
         &self.config
+    }
+
+    /// The device the nets run on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Whether [`detect_on_device`](Self::detect_on_device) and
+    /// [`follow_on_device`](Self::follow_on_device) can run: the nets are on burn's wgpu
+    /// device, where the resampling shaders run.
+    pub fn runs_on_gpu(&self) -> bool {
+        self.shaders
     }
 
     /// The faces in `image`, largest box first.
@@ -85,11 +105,41 @@ impl FaceDetector {
     }
 
     fn detect_batch_followable(&self, images: &[&RgbImage]) -> Vec<Vec<FollowedFace>> {
-        let integrals: Vec<IntegralImage> =
-            images.iter().map(|im| IntegralImage::new(im)).collect();
-        let proposals = self.propose(&integrals);
-        let refined = self.refine(&integrals, proposals);
-        self.output(&integrals, refined)
+        let pixels = FramePixels::Host(images.iter().map(|im| IntegralImage::new(im)).collect());
+        self.detect_pixels(&pixels).expect(HOST_PATH)
+    }
+
+    /// [`detect_followable`](Self::detect_followable) of each frame of `frames:
+    /// [n, 3, h, w]` (8-bit values as f32, e.g. from [`gpu::upload_frames`]) on burn's wgpu
+    /// device: pyramid and crops are resampled by the GPU shaders, only boxes, landmarks
+    /// and scores come back to the host. Needs [`runs_on_gpu`](Self::runs_on_gpu).
+    pub fn detect_on_device(&self, frames: Tensor<4>) -> Result<Vec<Vec<FollowedFace>>, GpuError> {
+        self.detect_pixels(&self.device_pixels(frames)?)
+    }
+
+    /// [`follow`](Self::follow) on a frame `[1, 3, h, w]` on burn's wgpu device, as
+    /// [`detect_on_device`](Self::detect_on_device) takes it.
+    pub fn follow_on_device(
+        &self,
+        frame: Tensor<4>,
+        previous: &[FollowedFace],
+    ) -> Result<Vec<FollowedFace>, GpuError> {
+        self.follow_pixels(&self.device_pixels(frame)?, previous)
+    }
+
+    fn device_pixels(&self, frames: Tensor<4>) -> Result<FramePixels, GpuError> {
+        if !self.shaders {
+            return Err(GpuError::NotWgpu {
+                device: format!("{:?}", self.device),
+            });
+        }
+        Ok(FramePixels::Device(frames))
+    }
+
+    fn detect_pixels(&self, pixels: &FramePixels) -> Result<Vec<Vec<FollowedFace>>, GpuError> {
+        let proposals = self.propose(pixels)?;
+        let refined = self.refine(pixels, proposals)?;
+        self.output(pixels, refined)
     }
 
     /// The faces of `image` near `previous`, the faces of an earlier frame of the same
@@ -99,7 +149,15 @@ impl FaceDetector {
     /// picture this is a fixed point: the same input box gives the same face. The cheap
     /// step between full detections of `--detect-every K`; it finds no new face.
     pub fn follow(&self, image: &RgbImage, previous: &[FollowedFace]) -> Vec<FollowedFace> {
-        let integrals = [IntegralImage::new(image)];
+        let pixels = FramePixels::Host(vec![IntegralImage::new(image)]);
+        self.follow_pixels(&pixels, previous).expect(HOST_PATH)
+    }
+
+    fn follow_pixels(
+        &self,
+        pixels: &FramePixels,
+        previous: &[FollowedFace],
+    ) -> Result<Vec<FollowedFace>, GpuError> {
         let candidates = previous
             .iter()
             .map(|p| Candidate {
@@ -112,7 +170,7 @@ impl FaceDetector {
             })
             .collect();
         let mut found = self
-            .output(&integrals, vec![candidates])
+            .output(pixels, vec![candidates])?
             .pop()
             .unwrap_or_default();
         for now in &mut found {
@@ -128,33 +186,23 @@ impl FaceDetector {
                 };
             }
         }
-        found
+        Ok(found)
     }
 
     /// Stage 1: P-Net over the pyramid of every frame; squared boxes per frame.
-    fn propose(&self, integrals: &[IntegralImage]) -> Vec<Vec<Candidate>> {
-        let mut by_size: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
-        for (i, integral) in integrals.iter().enumerate() {
-            by_size
-                .entry((integral.width(), integral.height()))
-                .or_default()
-                .push(i);
+    fn propose(&self, pixels: &FramePixels) -> Result<Vec<Vec<Candidate>>, GpuError> {
+        let mut by_size: BTreeMap<(u32, u32), Vec<usize>> = BTreeMap::new();
+        for frame in 0..pixels.len() {
+            by_size.entry(pixels.size(frame)).or_default().push(frame);
         }
-        let mut out = vec![Vec::new(); integrals.len()];
+        let mut out = vec![Vec::new(); pixels.len()];
         for ((width, height), members) in by_size {
-            let (width, height) = (width as u32, height as u32);
             let scales =
                 boxes::pyramid_scales(width, height, self.config.min_face_size, self.config.factor);
+            let levels = pixels.pyramid(&members, &scales)?;
             let mut per_frame: Vec<Vec<Candidate>> = vec![Vec::new(); members.len()];
-            for scale in scales {
-                let (h, w) = boxes::scaled_size(width, height, scale);
-                let n = members.len();
-                let mut input = vec![0.0f32; n * 3 * h * w];
-                for (chunk, &m) in input.chunks_exact_mut(3 * h * w).zip(&members) {
-                    let integral = &integrals[m];
-                    integral.resize_area_normalised(integral.full_rect(), h, w, chunk);
-                }
-                let (face_prob, reg, oh, ow) = self.run_pnet(input, n, h, w);
+            for (level, &scale) in levels.into_iter().zip(&scales) {
+                let (face_prob, reg, oh, ow) = self.run_pnet(level);
                 let plane = oh * ow;
                 for (k, frame) in per_frame.iter_mut().enumerate() {
                     let face_prob = &face_prob[k * plane..(k + 1) * plane];
@@ -179,25 +227,20 @@ impl FaceDetector {
                     .collect();
             }
         }
-        out
+        Ok(out)
     }
 
-    /// P-Net on `input: [n, 3, h, w]` → `(face_prob: [n, h', w'], reg: [n, 4, h', w'], h', w')`
-    /// on the host.
-    fn run_pnet(
-        &self,
-        input: Vec<f32>,
-        n: usize,
-        h: usize,
-        w: usize,
-    ) -> (Vec<f32>, Vec<f32>, usize, usize) {
-        let (reg, face_prob) = if self.phased {
-            let patches = PoolPhasePatches::new(&input, n, h, w, 2);
-            self.pnet.forward_phased(patches, &self.device)
-        } else {
-            let x = Tensor::<4>::from_data(TensorData::new(input, [n, 3, h, w]), &self.device);
-            let (reg, prob) = self.pnet.forward(x);
-            (reg, prob.narrow(1, 1, 1))
+    /// P-Net on one pyramid level `[n, 3, h, w]` → `(face_prob: [n, h', w'],
+    /// reg: [n, 4, h', w'], h', w')` on the host.
+    fn run_pnet(&self, input: NetInput) -> (Vec<f32>, Vec<f32>, usize, usize) {
+        let (reg, face_prob) = match input {
+            NetInput::Host { data, n, h, w } if self.phased => self
+                .pnet
+                .forward_phased(PoolPhasePatches::new(&data, n, h, w, 2), &self.device),
+            input => {
+                let (reg, prob) = self.pnet.forward(input.into_tensor(&self.device));
+                (reg, prob.narrow(1, 1, 1))
+            }
         };
         let [_, _, oh, ow] = face_prob.dims();
         (host(face_prob), host(reg), oh, ow)
@@ -206,22 +249,21 @@ impl FaceDetector {
     /// Stage 2: R-Net on 24x24 crops of every proposal; squared boxes per frame.
     fn refine(
         &self,
-        integrals: &[IntegralImage],
+        pixels: &FramePixels,
         proposals: Vec<Vec<Candidate>>,
-    ) -> Vec<Vec<Candidate>> {
-        let mut batch = CropBatch::new(integrals, &proposals, RNET_SIDE);
-        let mut kept = vec![Vec::new(); integrals.len()];
-        if batch.rows.is_empty() {
-            return kept;
-        }
-        let (reg, prob) = if self.phased {
-            self.rnet
-                .forward_phased(batch.take_patches(3), &self.device)
-        } else {
-            self.rnet.forward(batch.take_tensor(&self.device))
+    ) -> Result<Vec<Vec<Candidate>>, GpuError> {
+        let mut kept = vec![Vec::new(); pixels.len()];
+        let Some((input, rows)) = pixels.crops(&proposals, RNET_SIDE)? else {
+            return Ok(kept);
+        };
+        let (reg, prob) = match input {
+            NetInput::Host { data, n, h, w } if self.phased => self
+                .rnet
+                .forward_phased(PoolPhasePatches::new(&data, n, h, w, 3), &self.device),
+            input => self.rnet.forward(input.into_tensor(&self.device)),
         };
         let (reg, prob) = (host(reg), host(prob));
-        for (row, &(frame, i)) in batch.rows.iter().enumerate() {
+        for (row, &(frame, i)) in rows.iter().enumerate() {
             let score = prob[2 * row + 1];
             if score > self.config.thresholds[1] {
                 let reg = [
@@ -237,7 +279,8 @@ impl FaceDetector {
                 });
             }
         }
-        kept.into_iter()
+        Ok(kept
+            .into_iter()
             .map(|candidates| {
                 boxes::nms(&candidates, NMS_STAGE, Overlap::Union)
                     .into_iter()
@@ -247,28 +290,27 @@ impl FaceDetector {
                     })
                     .collect()
             })
-            .collect()
+            .collect())
     }
 
     /// Stage 3: O-Net on 48x48 crops; the final faces per frame, largest box first, each
     /// with the O-Net input box it came from.
     fn output(
         &self,
-        integrals: &[IntegralImage],
+        pixels: &FramePixels,
         refined: Vec<Vec<Candidate>>,
-    ) -> Vec<Vec<FollowedFace>> {
-        let mut batch = CropBatch::new(integrals, &refined, ONET_SIDE);
+    ) -> Result<Vec<Vec<FollowedFace>>, GpuError> {
         type Found = (Candidate, [[f32; 2]; 5], Candidate);
-        let mut faces: Vec<Vec<Found>> = vec![Vec::new(); integrals.len()];
-        if !batch.rows.is_empty() {
-            let (reg, points, prob) = if self.phased {
-                self.onet
-                    .forward_phased(batch.take_patches(3), &self.device)
-            } else {
-                self.onet.forward(batch.take_tensor(&self.device))
+        let mut faces: Vec<Vec<Found>> = vec![Vec::new(); pixels.len()];
+        if let Some((input, rows)) = pixels.crops(&refined, ONET_SIDE)? {
+            let (reg, points, prob) = match input {
+                NetInput::Host { data, n, h, w } if self.phased => self
+                    .onet
+                    .forward_phased(PoolPhasePatches::new(&data, n, h, w, 3), &self.device),
+                input => self.onet.forward(input.into_tensor(&self.device)),
             };
             let (reg, points, prob) = (host(reg), host(points), host(prob));
-            for (row, &(frame, i)) in batch.rows.iter().enumerate() {
+            for (row, &(frame, i)) in rows.iter().enumerate() {
                 let score = prob[2 * row + 1];
                 if score > self.config.thresholds[2] {
                     let c = Candidate {
@@ -285,7 +327,7 @@ impl FaceDetector {
                 }
             }
         }
-        faces
+        Ok(faces
             .into_iter()
             .map(|found| {
                 let candidates: Vec<Candidate> = found.iter().map(|f| f.0).collect();
@@ -309,7 +351,7 @@ impl FaceDetector {
                 dets.sort_by(|a, b| area(b).total_cmp(&area(a)));
                 dets
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -330,51 +372,130 @@ fn bbox_of(c: &Candidate) -> BBox {
     }
 }
 
-/// The crops of a set of candidates, area-resized to `side x side` and normalised, as one
-/// input batch `[rows, 3, side, side]`; `rows[r] = (frame, candidate index)` of row `r`.
-///
-/// A box with no pixel inside its frame has no crop and no row: facenet's own code would
-/// misalign its scores there; such a box is dropped.
-struct CropBatch {
-    data: Vec<f32>,
-    rows: Vec<(usize, usize)>,
-    side: usize,
+/// The host path launches no shader, so it cannot fail.
+const HOST_PATH: &str = "resampling on the host cannot fail";
+
+/// The frames of one detection pass, where the detector resamples them.
+enum FramePixels {
+    /// In memory: integral images for [`IntegralImage::resize_area_normalised`].
+    Host(Vec<IntegralImage>),
+    /// On burn's wgpu device: `[n, 3, h, w]` 8-bit values for the area-resize shader.
+    Device(Tensor<4>),
 }
 
-impl CropBatch {
-    fn new(integrals: &[IntegralImage], candidates: &[Vec<Candidate>], side: usize) -> Self {
-        let per_crop = 3 * side * side;
-        let total: usize = candidates.iter().map(Vec::len).sum();
-        let mut data = Vec::with_capacity(total * per_crop);
-        let mut rows = Vec::with_capacity(total);
-        for (frame, (integral, cands)) in integrals.iter().zip(candidates).enumerate() {
-            let (w, h) = (integral.width() as u32, integral.height() as u32);
+/// A net's input, normalised pixels `[n, 3, h, w]`: on the host (where the CPU backend
+/// may take them as [`PoolPhasePatches`]) or already on the device.
+enum NetInput {
+    Host {
+        data: Vec<f32>,
+        n: usize,
+        h: usize,
+        w: usize,
+    },
+    Device(Tensor<4>),
+}
+
+impl NetInput {
+    fn into_tensor(self, device: &Device) -> Tensor<4> {
+        match self {
+            NetInput::Host { data, n, h, w } => {
+                Tensor::from_data(TensorData::new(data, [n, 3, h, w]), device)
+            }
+            NetInput::Device(t) => t,
+        }
+    }
+}
+
+impl FramePixels {
+    fn len(&self) -> usize {
+        match self {
+            FramePixels::Host(integrals) => integrals.len(),
+            FramePixels::Device(frames) => frames.dims()[0],
+        }
+    }
+
+    /// `(width, height)` of frame `frame`.
+    fn size(&self, frame: usize) -> (u32, u32) {
+        match self {
+            FramePixels::Host(integrals) => {
+                let integral = &integrals[frame];
+                (integral.width() as u32, integral.height() as u32)
+            }
+            FramePixels::Device(frames) => {
+                let [_, _, h, w] = frames.dims();
+                (w as u32, h as u32)
+            }
+        }
+    }
+
+    /// P-Net's inputs, one per scale, for the frames `members` (all of one size): every
+    /// frame resized to facenet's size of each scale ([`boxes::scaled_size`]).
+    fn pyramid(&self, members: &[usize], scales: &[f64]) -> Result<Vec<NetInput>, GpuError> {
+        match self {
+            FramePixels::Host(integrals) => Ok(scales
+                .iter()
+                .map(|&scale| {
+                    let (width, height) = self.size(members[0]);
+                    let (h, w) = boxes::scaled_size(width, height, scale);
+                    let n = members.len();
+                    let mut data = vec![0.0f32; n * 3 * h * w];
+                    for (chunk, &m) in data.chunks_exact_mut(3 * h * w).zip(members) {
+                        let integral = &integrals[m];
+                        integral.resize_area_normalised(integral.full_rect(), h, w, chunk);
+                    }
+                    NetInput::Host { data, n, h, w }
+                })
+                .collect()),
+            // One tensor holds frames of one size: `members` is every frame.
+            FramePixels::Device(frames) => Ok(gpu::mtcnn_pyramid(frames.clone(), scales)?
+                .into_iter()
+                .map(NetInput::Device)
+                .collect()),
+        }
+    }
+
+    /// The `side x side` crops of `candidates[frame]` (clipped to the frame), as one
+    /// input batch with `rows[r] = (frame, candidate index)` of row `r`; `None` when no
+    /// candidate has a crop. A box with no pixel inside its frame has no crop and no
+    /// row: facenet's own code would misalign its scores there; such a box is dropped.
+    fn crops(
+        &self,
+        candidates: &[Vec<Candidate>],
+        side: usize,
+    ) -> Result<Option<(NetInput, Vec<(usize, usize)>)>, GpuError> {
+        let mut rects: Vec<(usize, CropRect)> = Vec::new();
+        let mut rows = Vec::new();
+        for (frame, cands) in candidates.iter().enumerate() {
+            let (w, h) = self.size(frame);
             for (i, c) in cands.iter().enumerate() {
                 if let Some(rect) = boxes::crop_rect(c, w, h) {
-                    let start = data.len();
-                    data.resize(start + per_crop, 0.0);
-                    integral.resize_area_normalised(rect, side, side, &mut data[start..]);
+                    rects.push((frame, rect));
                     rows.push((frame, i));
                 }
             }
         }
-        Self { data, rows, side }
-    }
-
-    /// Moves the pixels into the first-stage patches of a net whose first pool has kernel
-    /// `pool_kernel` (the rows stay).
-    fn take_patches(&mut self, pool_kernel: usize) -> PoolPhasePatches {
-        let data = std::mem::take(&mut self.data);
-        PoolPhasePatches::new(&data, self.rows.len(), self.side, self.side, pool_kernel)
-    }
-
-    /// Moves the pixels into a tensor `[rows, 3, side, side]` (the rows stay).
-    fn take_tensor(&mut self, device: &Device) -> Tensor<4> {
-        let shape = [self.rows.len(), 3, self.side, self.side];
-        Tensor::from_data(
-            TensorData::new(std::mem::take(&mut self.data), shape),
-            device,
-        )
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let input = match self {
+            FramePixels::Host(integrals) => {
+                let per_crop = 3 * side * side;
+                let mut data = vec![0.0f32; rects.len() * per_crop];
+                for (chunk, &(frame, rect)) in data.chunks_exact_mut(per_crop).zip(&rects) {
+                    integrals[frame].resize_area_normalised(rect, side, side, chunk);
+                }
+                NetInput::Host {
+                    data,
+                    n: rects.len(),
+                    h: side,
+                    w: side,
+                }
+            }
+            FramePixels::Device(frames) => {
+                NetInput::Device(gpu::mtcnn_crops(frames.clone(), &rects, side)?)
+            }
+        };
+        Ok(Some((input, rows)))
     }
 }
 

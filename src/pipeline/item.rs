@@ -30,6 +30,16 @@ impl<T> Item<T> {
             Item::Failed(failure) => Item::Failed(failure),
         }
     }
+
+    /// [`map`](Self::map) with a fallible `f`: its error ends the stage.
+    pub fn try_map<U, E>(self, f: impl FnOnce(T) -> Result<U, E>) -> Result<Item<U>, E> {
+        Ok(match self {
+            Item::Start(info) => Item::Start(info),
+            Item::Work(work) => Item::Work(f(work)?),
+            Item::Skipped(skipped) => Item::Skipped(skipped),
+            Item::Failed(failure) => Item::Failed(failure),
+        })
+    }
 }
 
 /// The identity of a frame that was dropped before analysis.

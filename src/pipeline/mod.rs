@@ -30,10 +30,13 @@ pub use item::{InputFailure, Item, SkippedFrame};
 pub use latest::LatestFrameQueue;
 pub use stats::{Stage, StageClock, StageClocks};
 
+use burn::tensor::Tensor;
+
 use crate::align::align_face;
 use crate::decode::{DecodeOptions, InputSpec, SourceInfo, open_with};
 use crate::frame::{Frame, RgbImage};
 use crate::geometry::{BBox, FaceDetection, Landmarks};
+use crate::gpu::{self, CropStyle, FaceCrop, GpuError};
 use crate::model::{ExpressionModel, Prediction};
 use crate::mtcnn::{FaceDetector, FollowedFace};
 use crate::record::{FaceResult, FrameResult, FrameStatus};
@@ -148,6 +151,8 @@ pub enum PipelineError {
     Sink(#[from] SinkError),
     #[error("tracking: {0}")]
     Tracking(String),
+    #[error("GPU pre-processing: {0}")]
+    Gpu(#[from] GpuError),
     #[error("the {0} stage failed: {1}")]
     StagePanicked(&'static str, String),
 }
@@ -156,13 +161,40 @@ pub enum PipelineError {
 struct DetectedFrame {
     frame: Frame,
     faces: Vec<FaceDetection>,
+    /// The frame as the detector uploaded it to the GPU (`[1, 3, h, w]`), when it runs
+    /// there: the face crops are cut from this copy, so each frame is uploaded once.
+    on_device: Option<Tensor<4>>,
 }
 
 /// A frame with one model-ready crop per face.
 struct AlignedFrame {
     frame: Frame,
     faces: Vec<FaceDetection>,
-    crops: Vec<RgbImage>,
+    crops: Crops,
+}
+
+/// The model-ready crops of one frame's faces.
+enum Crops {
+    /// 8-bit crops in memory, normalised by [`ExpressionModel::preprocess`].
+    Host(Vec<RgbImage>),
+    /// Already the model's input `[faces, 3, size, size]` on the GPU
+    /// ([`gpu::face_crops`]).
+    Device(Tensor<4>),
+}
+
+impl Default for Crops {
+    fn default() -> Self {
+        Crops::Host(Vec::new())
+    }
+}
+
+impl Crops {
+    fn len(&self) -> usize {
+        match self {
+            Crops::Host(crops) => crops.len(),
+            Crops::Device(input) => input.dims()[0],
+        }
+    }
 }
 
 /// A frame with the model's prediction per face.
@@ -209,6 +241,7 @@ pub fn run(
 
     let input_size = model.input_size() as u32;
     let template = model.face_template_px();
+    let style = CropStyle::of_model(model.config());
     let decode_options = DecodeOptions {
         cancel: Some(stop.shared()),
         ..DecodeOptions::default()
@@ -254,8 +287,14 @@ pub fn run(
         spawn("align", {
             let clocks = clocks.clone();
             Box::new(move || {
-                align_stage(detected_rx, aligned_tx, &template, input_size, &clocks);
-                Ok(())
+                align_stage(
+                    detected_rx,
+                    aligned_tx,
+                    &template,
+                    input_size,
+                    &style,
+                    &clocks,
+                )
             })
         }),
         spawn("infer", {
@@ -441,27 +480,48 @@ fn detect_stage(
         if matches!(item, Item::Start(_) | Item::Failed(_)) {
             previous = None;
         }
-        let item = item.map(|frame| {
-            let faces = clock.time(1, || match finder {
-                FaceFinder::WholeImage => vec![whole_image_face(&frame.image)],
-                FaceFinder::Detect(detector) => {
-                    let found = match &previous {
-                        Some(faces) if since_full < detect_every.get() => {
-                            since_full += 1;
-                            detector.follow(&frame.image, faces)
-                        }
-                        _ => {
-                            since_full = 1;
-                            detector.detect_followable(&frame.image)
-                        }
+        let item = item.try_map(|frame| {
+            let (faces, on_device) = clock.time(1, || -> Result<_, PipelineError> {
+                let FaceFinder::Detect(detector) = finder else {
+                    return Ok((vec![whole_image_face(&frame.image)], None));
+                };
+                let follow = match &previous {
+                    Some(faces) if since_full < detect_every.get() => {
+                        since_full += 1;
+                        Some(faces.as_slice())
+                    }
+                    _ => {
+                        since_full = 1;
+                        None
+                    }
+                };
+                let (found, on_device) = if detector.runs_on_gpu() {
+                    let pixels = gpu::upload_frames(&[&frame.image], detector.device())?;
+                    let found = match follow {
+                        Some(faces) => detector.follow_on_device(pixels.clone(), faces)?,
+                        None => detector
+                            .detect_on_device(pixels.clone())?
+                            .pop()
+                            .unwrap_or_default(),
                     };
-                    let faces = found.iter().map(|f| f.face).collect();
-                    previous = Some(found);
-                    faces
-                }
-            });
-            DetectedFrame { frame, faces }
-        });
+                    (found, Some(pixels))
+                } else {
+                    let found = match follow {
+                        Some(faces) => detector.follow(&frame.image, faces),
+                        None => detector.detect_followable(&frame.image),
+                    };
+                    (found, None)
+                };
+                let faces = found.iter().map(|f| f.face).collect();
+                previous = Some(found);
+                Ok((faces, on_device))
+            })?;
+            Ok::<_, PipelineError>(DetectedFrame {
+                frame,
+                faces,
+                on_device,
+            })
+        })?;
         if out.send(item).is_err() {
             break;
         }
@@ -474,38 +534,55 @@ fn align_stage(
     out: Sender<Item<AlignedFrame>>,
     template: &Landmarks,
     size: u32,
+    style: &CropStyle,
     clocks: &StageClocks,
-) {
+) -> Result<(), PipelineError> {
     let clock = clocks.get(Stage::Align);
     for item in input {
-        let item = item.map(|DetectedFrame { frame, faces }| {
-            let crops = clock.time(1, || {
-                faces
-                    .iter()
-                    .map(|face| {
-                        if face.landmarks[0][0].is_finite() {
-                            align_face(&frame.image, &face.landmarks, template, size)
-                        } else {
-                            image::imageops::resize(
-                                &frame.image,
-                                size,
-                                size,
-                                image::imageops::FilterType::Triangle,
-                            )
-                        }
-                    })
-                    .collect()
-            });
-            AlignedFrame {
-                frame,
-                faces,
-                crops,
-            }
-        });
+        let item = item.try_map(
+            |DetectedFrame {
+                 frame,
+                 faces,
+                 on_device,
+             }| {
+                let crops = clock.time(1, || -> Result<Crops, GpuError> {
+                    if let Some(pixels) = on_device {
+                        let crops: Vec<FaceCrop> = faces
+                            .iter()
+                            .map(|face| FaceCrop::from_landmarks(0, &face.landmarks, template))
+                            .collect();
+                        return Ok(Crops::Device(gpu::face_crops(pixels, &crops, style)?));
+                    }
+                    Ok(Crops::Host(
+                        faces
+                            .iter()
+                            .map(|face| {
+                                if face.landmarks[0][0].is_finite() {
+                                    align_face(&frame.image, &face.landmarks, template, size)
+                                } else {
+                                    image::imageops::resize(
+                                        &frame.image,
+                                        size,
+                                        size,
+                                        image::imageops::FilterType::Triangle,
+                                    )
+                                }
+                            })
+                            .collect(),
+                    ))
+                })?;
+                Ok::<_, PipelineError>(AlignedFrame {
+                    frame,
+                    faces,
+                    crops,
+                })
+            },
+        )?;
         if out.send(item).is_err() {
-            return;
+            return Ok(());
         }
     }
+    Ok(())
 }
 
 /// Classifies faces in batches that span frames: it takes whatever frames are
@@ -531,16 +608,15 @@ fn infer_stage(
             faces += crop_count(&item);
             pending.push(item);
         }
-        let crops: Vec<RgbImage> = pending
+        let crops: Vec<Crops> = pending
             .iter_mut()
             .filter_map(|item| match item {
                 Item::Work(frame) => Some(std::mem::take(&mut frame.crops)),
                 _ => None,
             })
-            .flatten()
             .collect();
         let mut predictions = clock
-            .time(crops.len() as u64, || model.predict(&crops))
+            .time(faces as u64, || predict_crops(model, crops))
             .into_iter();
         for item in pending {
             let item = item.map(|AlignedFrame { frame, faces, .. }| ScoredFrame {
@@ -554,6 +630,33 @@ fn infer_stage(
         }
     }
     Ok(())
+}
+
+/// The model's predictions for the crops of several frames, in order, from one forward
+/// pass.
+fn predict_crops(model: &ExpressionModel, parts: Vec<Crops>) -> Vec<Prediction> {
+    if parts.iter().all(|p| matches!(p, Crops::Host(_))) {
+        let crops: Vec<RgbImage> = parts
+            .into_iter()
+            .flat_map(|p| match p {
+                Crops::Host(crops) => crops,
+                Crops::Device(_) => unreachable!("all host crops"),
+            })
+            .collect();
+        return model.predict(&crops);
+    }
+    let inputs: Vec<Tensor<4>> = parts
+        .into_iter()
+        .filter(|p| p.len() > 0)
+        .map(|p| match p {
+            Crops::Host(crops) => model.preprocess(&crops),
+            Crops::Device(input) => input,
+        })
+        .collect();
+    if inputs.is_empty() {
+        return Vec::new();
+    }
+    model.predict_input(Tensor::cat(inputs, 0))
 }
 
 /// Per-input tracking state: a new input starts with fresh tracks.

@@ -10,11 +10,18 @@ pub fn root() -> &'static Path {
 
 /// `mimic analyze ARGS --device cpu -q`, run from the repository root.
 pub fn analyze(args: &[&str]) -> Output {
+    analyze_on("cpu", args)
+}
+
+/// `mimic analyze ARGS --device DEVICE -q`, run from the repository root; `gpu` may take
+/// a software adapter (lavapipe in CI).
+pub fn analyze_on(device: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mimic"))
         .current_dir(root())
+        .env(mimic::device::ALLOW_SOFTWARE_GPU_ENV, "1")
         .arg("analyze")
         .args(args)
-        .args(["--device", "cpu", "-q"])
+        .args(["--device", device, "-q"])
         .output()
         .expect("running the mimic binary")
 }
