@@ -86,7 +86,20 @@ run() {
     done
 
     echo "== Rust benchmarks (burn wgpu f32)"
-    export MIMIC_BENCH_CLIP="$bundle/clip.mp4"
+    # The clip's frames, decoded once (OpenCV) as raw RGB24 for bench_end_to_end.
+    python3 - "$bundle/clip.mp4" "$out/clip.rgb" >"$out/clip_size.txt" <<'PY'
+import sys, cv2
+cap, n = cv2.VideoCapture(sys.argv[1]), 0
+with open(sys.argv[2], "wb") as f:
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        f.write(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).tobytes()); n += 1
+        size = f"{bgr.shape[1]}x{bgr.shape[0]}"
+print(size)
+PY
+    export MIMIC_BENCH_RAW="$out/clip.rgb" MIMIC_BENCH_RAW_SIZE="$(cat "$out/clip_size.txt")"
     for b in bench_vit bench_shaders bench_end_to_end; do
         "$bundle/bin/gpu_bench" --ignored --exact "$b" --nocapture \
             >"$out/$b.log" 2>&1 || echo "$b failed (see $b.log)"
@@ -192,6 +205,7 @@ total = time.perf_counter() - start
 record(bench="end_to_end_pytorch", frames=frames, faces=faces, batch=64, frames_per_s=frames / total,
        seconds=total, seconds_per_stage=stage)
 PY
+    rm -f "$out/clip.rgb"
     echo "results: $out/results.jsonl"
 }
 

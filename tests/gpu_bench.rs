@@ -8,8 +8,8 @@
 //! - `bench_shaders`: the pre-processing shaders alone (colour conversion, pyramid, crops);
 //! - `bench_end_to_end`: batch mode on the frames of a clip looped to
 //!   `$MIMIC_BENCH_FRAMES` (default 3000): upload → MTCNN on wgpu → GPU face crops → ViT,
-//!   frames/s and seconds per stage; and the P-Net stage fed by the GPU pyramid, to show
-//!   what the detector hook (see `crate::gpu` docs) buys. The frames come decoded, as raw
+//!   frames/s and seconds per stage, the analyzer's GPU path (`FaceDetector::
+//!   detect_on_device`, `gpu::face_crops`, `ExpressionModel`). The frames come decoded, as raw
 //!   RGB24 in `$MIMIC_BENCH_RAW` (`$MIMIC_BENCH_RAW_SIZE` = `WxH`; the script writes them
 //!   with OpenCV on the GPU machine): decoding is a CPU stage measured on its own, and
 //!   keeping FFmpeg out of this binary keeps it small enough to carry to a lent GPU.
@@ -33,7 +33,6 @@ use mimic::gpu::crops::{CropStyle, FaceCrop, face_crops};
 use mimic::gpu::pictures_to_rgb;
 use mimic::model::{ExpressionModel, ModelConfig, read_config};
 use mimic::mtcnn::boxes::pyramid_scales;
-use mimic::mtcnn::nets::PNet;
 use mimic::mtcnn::{FaceDetector, MtcnnConfig};
 use mimic::vit::VitConfig;
 use serde_json::json;
@@ -288,8 +287,7 @@ fn bench_end_to_end() {
             ExpressionModel::from_parts(s16.vit.init(&device), s16, &device)
         }
     };
-    let size = model.input_size();
-    let template = mimic::align::scale_template(&mimic::align::ARCFACE_112, 112, size);
+    let template = model.face_template_px();
     let style = CropStyle::of_model(model.config());
 
     let mut stage = [0.0f64; 4];
@@ -316,7 +314,12 @@ fn bench_end_to_end() {
         stage[0] += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
-        let faces = detector.detect_batch(&images);
+        let faces: Vec<Vec<_>> = detector
+            .detect_on_device(on_device.clone())
+            .unwrap()
+            .into_iter()
+            .map(|found| found.into_iter().map(|f| f.face).collect::<Vec<_>>())
+            .collect();
         stage[1] += t.elapsed().as_secs_f64();
 
         let t = Instant::now();
@@ -348,27 +351,5 @@ fn bench_end_to_end() {
         "bench": "end_to_end", "distinct_frames": clip.len(), "frames": frames_done, "faces": faces_done,
         "batch": batch, "frames_per_s": frames_done as f64 / total, "seconds": total,
         "seconds_per_stage": per_stage, "model": model.config().name, "device": description,
-    }));
-
-    // P-Net over the GPU-built pyramid of the same batches: the detector's first stage
-    // as it runs once `FaceDetector` takes device pyramids (see `crate::gpu` docs).
-    let pnet = PNet::load(&root().join("models/mtcnn/pnet.safetensors"), &device).unwrap();
-    let images: Vec<&image::RgbImage> = clip.iter().cycle().take(batch).collect();
-    let (w, h) = images[0].dimensions();
-    let scales = pyramid_scales(w, h, 20.0, 0.709);
-    let pictures: Vec<DecodedPicture> = images
-        .iter()
-        .map(|im| DecodedPicture::from_rgb(im))
-        .collect();
-    let (runs, secs) = time_loop(2, Duration::from_secs(3), || {
-        let frames = pictures_to_rgb(&pictures, &device).unwrap();
-        for level in mtcnn_pyramid(frames, &scales).unwrap() {
-            let (_, prob) = pnet.forward(level);
-            let _ = prob.into_data();
-        }
-    });
-    record(json!({
-        "bench": "pnet_on_gpu_pyramid", "frames_per_s": (runs * images.len()) as f64 / secs,
-        "levels": scales.len(), "batch": images.len(), "device": description,
     }));
 }
