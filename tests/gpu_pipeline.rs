@@ -43,24 +43,28 @@ fn gpu_path_gives_the_cpu_paths_faces_labels_and_probabilities() {
     let gpu = run("gpu", &dir.path().join("gpu.csv"));
 
     assert_eq!(cpu.rows.len(), gpu.rows.len(), "one row per face on both");
-    let classes = [
-        "neutral",
-        "happiness",
-        "surprise",
-        "sadness",
-        "anger",
-        "disgust",
-        "fear",
-        "contempt",
-    ];
-    let (label, source, face) = (cpu.column("label"), cpu.column("source"), cpu.column("face"));
+    // The default model's classes, the CSV's probability columns.
+    let classes = mimic::model::read_config(&root().join("models/mimic-ferplus/config.json"))
+        .expect("the default model")
+        .classes;
+    let (label, source, face) = (
+        cpu.column("label"),
+        cpu.column("source"),
+        cpu.column("face"),
+    );
     let mut faces = 0;
     let mut worst: f64 = 0.0;
     for r in 0..cpu.rows.len() {
         assert_eq!(cpu.rows[r][source], gpu.rows[r][source]);
-        assert_eq!(cpu.rows[r][face], gpu.rows[r][face], "row {r}: faces in the same order");
+        assert_eq!(
+            cpu.rows[r][face], gpu.rows[r][face],
+            "row {r}: faces in the same order"
+        );
         if cpu.rows[r][label].is_empty() {
-            assert!(gpu.rows[r][label].is_empty(), "row {r}: a face only on the GPU");
+            assert!(
+                gpu.rows[r][label].is_empty(),
+                "row {r}: a face only on the GPU"
+            );
             continue;
         }
         faces += 1;
@@ -68,13 +72,19 @@ fn gpu_path_gives_the_cpu_paths_faces_labels_and_probabilities() {
         // CSV holds two decimals.
         for k in ["x", "y", "w", "h", "lm0_x", "lm2_y", "lm4_x"] {
             let (c, g) = (value(&cpu, r, k), value(&gpu, r, k));
-            assert!((c - g).abs() <= 0.06, "row {r}: {k} {c} on the CPU, {g} on the GPU");
+            assert!(
+                (c - g).abs() <= 0.06,
+                "row {r}: {k} {c} on the CPU, {g} on the GPU"
+            );
         }
         assert_eq!(cpu.rows[r][label], gpu.rows[r][label], "row {r}: label");
-        for class in classes {
+        for class in &classes {
             let (c, g) = (value(&cpu, r, class), value(&gpu, r, class));
             worst = worst.max((c - g).abs());
-            assert!((c - g).abs() <= 1e-3, "row {r}: p({class}) {c} on the CPU, {g} on the GPU");
+            assert!(
+                (c - g).abs() <= 1e-3,
+                "row {r}: p({class}) {c} on the CPU, {g} on the GPU"
+            );
         }
     }
     eprintln!("{faces} faces; largest probability difference {worst:.2e}");

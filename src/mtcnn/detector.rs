@@ -432,20 +432,22 @@ impl FramePixels {
     /// frame resized to facenet's size of each scale ([`boxes::scaled_size`]).
     fn pyramid(&self, members: &[usize], scales: &[f64]) -> Result<Vec<NetInput>, GpuError> {
         match self {
-            FramePixels::Host(integrals) => Ok(scales
-                .iter()
-                .map(|&scale| {
-                    let (width, height) = self.size(members[0]);
-                    let (h, w) = boxes::scaled_size(width, height, scale);
-                    let n = members.len();
-                    let mut data = vec![0.0f32; n * 3 * h * w];
-                    for (chunk, &m) in data.chunks_exact_mut(3 * h * w).zip(members) {
-                        let integral = &integrals[m];
-                        integral.resize_area_normalised(integral.full_rect(), h, w, chunk);
-                    }
-                    NetInput::Host { data, n, h, w }
-                })
-                .collect()),
+            FramePixels::Host(integrals) => {
+                let (width, height) = self.size(members[0]);
+                Ok(scales
+                    .iter()
+                    .map(|&scale| {
+                        let (h, w) = boxes::scaled_size(width, height, scale);
+                        let n = members.len();
+                        let mut data = vec![0.0f32; n * 3 * h * w];
+                        for (chunk, &m) in data.chunks_exact_mut(3 * h * w).zip(members) {
+                            let integral = &integrals[m];
+                            integral.resize_area_normalised(integral.full_rect(), h, w, chunk);
+                        }
+                        NetInput::Host { data, n, h, w }
+                    })
+                    .collect())
+            }
             // One tensor holds frames of one size: `members` is every frame.
             FramePixels::Device(frames) => Ok(gpu::mtcnn_pyramid(frames.clone(), scales)?
                 .into_iter()
