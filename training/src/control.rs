@@ -1,6 +1,7 @@
 //! What the training loops share besides the model: batch prefetching, the
 //! stop / checkpoint decisions, the progress bar.
 
+use std::io::IsTerminal;
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -91,18 +92,57 @@ pub enum Outcome {
     Stopped,
 }
 
-/// The per-epoch progress bar: `loss, lr, images/s, ETA`.
-pub fn epoch_bar(epoch: usize, epochs: usize, batches: usize, done: usize) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:28}] {pos}/{len} {msg} | epoch ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
-    bar.set_position(done as u64);
-    bar.reset_eta();
-    bar
+/// How often a run whose stderr is not a terminal (a log file) prints a progress line.
+const LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// Progress of one epoch: a bar (`loss, lr, images/s, ETA`) on a terminal; when stderr
+/// is a log file, where a bar draws nothing, the same figures as a plain line every
+/// [`LOG_EVERY`], so that a run in the background shows its progress too.
+pub struct EpochProgress {
+    bar: ProgressBar,
+    /// When the last log line was printed; `None` on a terminal.
+    logged_at: Option<Instant>,
+}
+
+impl EpochProgress {
+    /// Epoch `epoch` (0-based) of `epochs`, `batches` steps, `done` of them already done
+    /// (a resumed epoch).
+    pub fn new(epoch: usize, epochs: usize, batches: usize, done: usize) -> Self {
+        let bar = ProgressBar::with_draw_target(Some(batches as u64), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:28}] {pos}/{len} {msg} | epoch ETA {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("epoch {}/{epochs}", epoch + 1));
+        bar.set_position(done as u64);
+        bar.reset_eta();
+        let logged_at = (!std::io::stderr().is_terminal()).then(Instant::now);
+        Self { bar, logged_at }
+    }
+
+    /// One step done; `message` describes the run so far.
+    pub fn step(&mut self, message: String) {
+        self.bar.inc(1);
+        if let Some(at) = self
+            .logged_at
+            .as_mut()
+            .filter(|at| at.elapsed() >= LOG_EVERY)
+        {
+            eprintln!(
+                "{} {}/{} {message}",
+                self.bar.prefix(),
+                self.bar.position(),
+                self.bar.length().unwrap_or(0)
+            );
+            *at = Instant::now();
+        }
+        self.bar.set_message(message);
+    }
+
+    pub fn finish(self) {
+        self.bar.finish_and_clear();
+    }
 }
 
 /// `1h02m`-style duration for whole-run ETAs.

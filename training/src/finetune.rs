@@ -27,7 +27,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::control::{LoopControl, Outcome, epoch_bar, format_duration, prefetch};
+use crate::control::{EpochProgress, LoopControl, Outcome, format_duration, prefetch};
 use crate::data::{DatasetError, DatasetKind, LabelMode, LabeledSet, Split};
 use crate::device::{DeviceChoice, select};
 use crate::images::{
@@ -506,7 +506,7 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                 )
             })
         };
-        let bar = epoch_bar(epoch, opts.epochs, steps_per_epoch, state.batch);
+        let mut progress = EpochProgress::new(epoch, opts.epochs, steps_per_epoch, state.batch);
         let mut speed = Throughput::start();
         // Wall time of the whole epoch (`speed` restarts at each mid-epoch checkpoint).
         let epoch_clock = std::time::Instant::now();
@@ -551,7 +551,7 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
             speed.add(bs);
             let remaining =
                 (total_steps - state.step) as f64 * bs as f64 / speed.images_per_second().max(1e-9);
-            bar.set_message(format!(
+            progress.step(format!(
                 "ce {:.4} supcon {:.4} lr {:.2e} {:.0} img/s | run ETA {}",
                 ce_sum / count as f64,
                 sc_sum / count as f64,
@@ -559,7 +559,6 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                 speed.images_per_second(),
                 format_duration(remaining)
             ));
-            bar.inc(1);
             state.epoch_sums = BTreeMap::from([
                 ("ce".to_string(), ce_sum),
                 ("supcon".to_string(), sc_sum),
@@ -571,7 +570,7 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
             }
         }
         state.seconds += speed.seconds();
-        bar.finish_and_clear();
+        progress.finish();
         if stopped {
             return run.stop_here(&model, &optim, &state, epoch);
         }

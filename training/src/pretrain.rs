@@ -25,7 +25,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use crate::control::{LoopControl, Outcome, epoch_bar, format_duration, prefetch};
+use crate::control::{EpochProgress, LoopControl, Outcome, format_duration, prefetch};
 use crate::device::{DeviceChoice, select};
 use crate::images::{ImageStore, Normalization, PixelAugment, random_resized_crop, render};
 use crate::mae::{Mae, MaeConfig, MaskPlan, random_masking};
@@ -302,7 +302,7 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                 Batch { images, plan }
             })
         };
-        let bar = epoch_bar(epoch, opts.epochs, steps_per_epoch, state.batch);
+        let mut progress = EpochProgress::new(epoch, opts.epochs, steps_per_epoch, state.batch);
         let mut speed = Throughput::start();
         // Wall time of the whole epoch (`speed` restarts at each mid-epoch checkpoint).
         let epoch_clock = std::time::Instant::now();
@@ -339,14 +339,13 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
             speed.add(opts.batch_size);
             let remaining = (total_steps - state.step) as f64 * opts.batch_size as f64
                 / speed.images_per_second().max(1e-9);
-            bar.set_message(format!(
+            progress.step(format!(
                 "loss {:.4} lr {:.2e} {:.0} img/s | run ETA {}",
                 loss_sum / loss_count as f64,
                 lr,
                 speed.images_per_second(),
                 format_duration(remaining)
             ));
-            bar.inc(1);
             state.epoch_sums = BTreeMap::from([
                 ("loss".to_string(), loss_sum),
                 ("batches".to_string(), loss_count as f64),
@@ -357,7 +356,7 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
             }
         }
         state.seconds += speed.seconds();
-        bar.finish_and_clear();
+        progress.finish();
         if stopped {
             return run.stop_here(&mae, &optim, &state, epoch);
         }
