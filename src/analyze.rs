@@ -100,6 +100,7 @@ impl AnalyzeRun {
                 tracking,
                 queue_frames: 4,
                 detect_every: args.detect_every,
+                detect_batch: args.detect_batch,
             },
             crops: args.crops,
             annotate: args.annotate,

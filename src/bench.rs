@@ -154,6 +154,7 @@ fn bench_pipeline(
         }),
         queue_frames: 4,
         detect_every,
+        detect_batch: None,
     };
     let collected = Arc::new(Mutex::new(Vec::new()));
     let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(CollectFaces(collected.clone()))];

@@ -102,6 +102,12 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "K", default_value = "1")]
     pub detect_every: std::num::NonZeroUsize,
 
+    /// Batch mode: up to N frames already decoded go through the face detector together
+    /// (detecting on every frame of files; live mode takes the newest frame alone).
+    /// Default: 8 on the GPU, 1 on the CPU.
+    #[arg(long, value_name = "N")]
+    pub detect_batch: Option<std::num::NonZeroUsize>,
+
     /// No face tracking: no track_id and no smoothed columns.
     #[arg(long)]
     pub no_track: bool,

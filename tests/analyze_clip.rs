@@ -67,3 +67,31 @@ fn the_readme_command_analyses_the_fixture_clip_with_the_shipped_model() {
         "a trained model does not answer one class: {labels:?}"
     );
 }
+
+#[test]
+fn batch_mode_detection_writes_the_rows_of_frame_by_frame_detection() {
+    // `--detect-batch 4`: frames waiting in the queue go through MTCNN together; each
+    // frame's faces, labels and probabilities are those it gets alone, and rows keep
+    // their order. Compared in full except the latency column.
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, batch: &str| {
+        let path = dir.path().join(name);
+        let out = analyze(&[
+            "tests/fixtures/clip.mp4",
+            "-o",
+            path.to_str().unwrap(),
+            "--detect-batch",
+            batch,
+        ]);
+        assert_success(&out);
+        Rows::read(&path)
+    };
+    let (alone, together) = (run("alone.csv", "1"), run("together.csv", "4"));
+    assert_eq!(alone.rows.len(), together.rows.len());
+    let latency = alone.column("latency_ms");
+    for (r, (a, t)) in alone.rows.iter().zip(&together.rows).enumerate() {
+        for c in (0..a.len()).filter(|&c| c != latency) {
+            assert_eq!(&a[c], &t[c], "row {r}, column {c}");
+        }
+    }
+}

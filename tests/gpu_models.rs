@@ -132,19 +132,21 @@ fn mtcnn_on_uploaded_frames_finds_the_faces_it_finds_on_the_cpu() {
     let cpu = FaceDetector::load(&dir, MtcnnConfig::default(), &Device::flex()).unwrap();
     let gpu = FaceDetector::load(&dir, MtcnnConfig::default(), &device).unwrap();
     assert!(gpu.runs_on_gpu() && !cpu.runs_on_gpu());
-    let image = fixture_image("frame_000.png");
-    let on_cpu = cpu.detect(&image);
+    // Two frames uploaded together (batch mode), each compared with the CPU alone.
+    let (image, other) = (
+        fixture_image("frame_000.png"),
+        fixture_image("frame_120.png"),
+    );
+    let batch = mimic::gpu::upload_frames(&[&image, &other], &device).unwrap();
+    let found = gpu.detect_on_device(batch).unwrap();
+    assert_eq!(found.len(), 2);
+    for (k, (picture, faces)) in [&image, &other].into_iter().zip(found).enumerate() {
+        let on_cpu = cpu.detect(picture);
+        let on_gpu: Vec<FaceDetection> = faces.into_iter().map(|f| f.face).collect();
+        assert_same_faces(&on_cpu, &on_gpu, &format!("uploaded frame {k}"));
+        assert!(!on_cpu.is_empty(), "fixture frame {k} holds faces");
+    }
     let frames = mimic::gpu::upload_frames(&[&image], &device).unwrap();
-    let on_gpu: Vec<FaceDetection> = gpu
-        .detect_on_device(frames.clone())
-        .unwrap()
-        .pop()
-        .unwrap()
-        .into_iter()
-        .map(|f| f.face)
-        .collect();
-    assert_same_faces(&on_cpu, &on_gpu, "uploaded frame");
-    assert!(!on_cpu.is_empty(), "the fixture holds faces");
 
     // Following the faces into the same frame keeps them where they are, on both paths.
     let followed_cpu = cpu.follow(&image, &cpu.detect_followable(&image));

@@ -104,7 +104,9 @@ impl FaceDetector {
             .unwrap_or_default()
     }
 
-    fn detect_batch_followable(&self, images: &[&RgbImage]) -> Vec<Vec<FollowedFace>> {
+    /// [`detect_batch`](Self::detect_batch), with what [`follow`](Self::follow) needs of
+    /// each face.
+    pub fn detect_batch_followable(&self, images: &[&RgbImage]) -> Vec<Vec<FollowedFace>> {
         let pixels = FramePixels::Host(images.iter().map(|im| IntegralImage::new(im)).collect());
         self.detect_pixels(&pixels).expect(HOST_PATH)
     }

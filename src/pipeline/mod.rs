@@ -101,7 +101,17 @@ pub struct PipelineOptions {
     /// faces of the previous frame with O-Net alone ([`FaceDetector::follow`]). 1 = every
     /// frame.
     pub detect_every: NonZeroUsize,
+    /// Batch mode, when detecting on every frame: up to this many consecutive frames
+    /// already waiting go through the detector together (on the GPU: uploaded as one
+    /// tensor, each P-Net/R-Net/O-Net pass shared). 1 = one frame at a time, the lowest
+    /// latency. `None`: [`GPU_DETECT_BATCH`] on the GPU, 1 on the CPU (where batching
+    /// frames through P-Net measured slower). Live mode always takes the newest frame
+    /// alone.
+    pub detect_batch: Option<NonZeroUsize>,
 }
+
+/// Frames per detector pass in batch mode on the GPU, unless set.
+pub const GPU_DETECT_BATCH: usize = 8;
 
 /// Face tracking and probability smoothing (validated settings).
 #[derive(Clone, Debug)]
@@ -161,9 +171,10 @@ pub enum PipelineError {
 struct DetectedFrame {
     frame: Frame,
     faces: Vec<FaceDetection>,
-    /// The frame as the detector uploaded it to the GPU (`[1, 3, h, w]`), when it runs
-    /// there: the face crops are cut from this copy, so each frame is uploaded once.
-    on_device: Option<Tensor<4>>,
+    /// The frame as the detector uploaded it to the GPU, when it runs there: the frames
+    /// uploaded together (`[n, 3, h, w]`) and this one's index among them. The face crops
+    /// are cut from this copy, so each frame is uploaded once.
+    on_device: Option<(Tensor<4>, usize)>,
 }
 
 /// A frame with one model-ready crop per face.
@@ -226,12 +237,14 @@ pub fn run(
     let first_error: Arc<Mutex<Option<PipelineError>>> = Arc::default();
     let cap = options.queue_frames.max(1);
     let input_count = inputs.len();
+    let frames_per_detection = detect_batch(&options, &finder);
 
     let (feed_tx, feed_rx) = if options.live {
         let queue = Arc::new(LatestFrameQueue::new());
         (FeedSender::Live(queue.clone()), FeedReceiver::Live(queue))
     } else {
-        let (tx, rx) = bounded(cap);
+        // Room for a whole detector batch to wait.
+        let (tx, rx) = bounded(cap.max(frames_per_detection));
         (FeedSender::Bounded(tx), FeedReceiver::Bounded(rx))
     };
     let (detected_tx, detected_rx) = bounded::<Item<DetectedFrame>>(cap);
@@ -282,7 +295,8 @@ pub fn run(
         spawn("detect", {
             let clocks = clocks.clone();
             let every = options.detect_every;
-            Box::new(move || detect_stage(feed_rx, detected_tx, &finder, every, &clocks))
+            let batch = frames_per_detection;
+            Box::new(move || detect_stage(feed_rx, detected_tx, &finder, every, batch, &clocks))
         }),
         spawn("align", {
             let clocks = clocks.clone();
@@ -396,6 +410,15 @@ impl FeedReceiver {
             FeedReceiver::Live(queue) => queue.take(),
         }
     }
+
+    /// The next item if one is already waiting (never in live mode, where the newest
+    /// frame is taken alone).
+    fn try_recv(&self) -> Option<Item<Frame>> {
+        match self {
+            FeedReceiver::Bounded(rx) => rx.try_recv().ok(),
+            FeedReceiver::Live(_) => None,
+        }
+    }
 }
 
 fn decode_stage(
@@ -464,69 +487,163 @@ fn whole_image_face(image: &RgbImage) -> FaceDetection {
     }
 }
 
+/// Frames per detector pass: see [`PipelineOptions::detect_batch`].
+fn detect_batch(options: &PipelineOptions, finder: &FaceFinder) -> usize {
+    let on_gpu = matches!(finder, FaceFinder::Detect(d) if d.runs_on_gpu());
+    match options.detect_batch {
+        _ if options.live || options.detect_every.get() > 1 => 1,
+        Some(n) => n.get(),
+        None if on_gpu => GPU_DETECT_BATCH,
+        None => 1,
+    }
+}
+
 fn detect_stage(
     feed: FeedReceiver,
     out: Sender<Item<DetectedFrame>>,
     finder: &FaceFinder,
     detect_every: NonZeroUsize,
+    batch: usize,
     clocks: &StageClocks,
 ) -> Result<(), PipelineError> {
     let clock = clocks.get(Stage::Detect);
-    // The faces of the previous analysed frame of the current input, and how many frames
-    // were analysed since the last full detection.
-    let mut previous: Option<Vec<FollowedFace>> = None;
-    let mut since_full = 0;
-    while let Some(item) = feed.recv() {
-        if matches!(item, Item::Start(_) | Item::Failed(_)) {
-            previous = None;
+    let mut follower = Follower::new(detect_every);
+    while let Some(first) = feed.recv() {
+        // Batch mode: the frames already waiting, up to `batch`, stopping at an input's
+        // start or failure (which must keep its place between frames).
+        let mut items = vec![first];
+        while items.len() < batch && matches!(items.last(), Some(Item::Work(_))) {
+            match feed.try_recv() {
+                Some(item) => items.push(item),
+                None => break,
+            }
         }
-        let item = item.try_map(|frame| {
-            let (faces, on_device) = clock.time(1, || -> Result<_, PipelineError> {
-                let FaceFinder::Detect(detector) = finder else {
-                    return Ok((vec![whole_image_face(&frame.image)], None));
-                };
-                let follow = match &previous {
-                    Some(faces) if since_full < detect_every.get() => {
-                        since_full += 1;
-                        Some(faces.as_slice())
-                    }
-                    _ => {
-                        since_full = 1;
-                        None
-                    }
-                };
-                let (found, on_device) = if detector.runs_on_gpu() {
-                    let pixels = gpu::upload_frames(&[&frame.image], detector.device())?;
-                    let found = match follow {
-                        Some(faces) => detector.follow_on_device(pixels.clone(), faces)?,
-                        None => detector
-                            .detect_on_device(pixels.clone())?
-                            .pop()
-                            .unwrap_or_default(),
-                    };
-                    (found, Some(pixels))
-                } else {
-                    let found = match follow {
-                        Some(faces) => detector.follow(&frame.image, faces),
-                        None => detector.detect_followable(&frame.image),
-                    };
-                    (found, None)
-                };
-                let faces = found.iter().map(|f| f.face).collect();
-                previous = Some(found);
-                Ok((faces, on_device))
-            })?;
-            Ok::<_, PipelineError>(DetectedFrame {
-                frame,
-                faces,
-                on_device,
+        if items
+            .iter()
+            .any(|i| matches!(i, Item::Start(_) | Item::Failed(_)))
+        {
+            follower.forget();
+        }
+        let frames: Vec<&Frame> = items
+            .iter()
+            .filter_map(|item| match item {
+                Item::Work(frame) => Some(frame),
+                _ => None,
             })
-        })?;
-        if out.send(item).is_err() {
-            break;
+            .collect();
+        let mut found = if frames.is_empty() {
+            Vec::new()
+        } else {
+            clock.time(frames.len() as u64, || {
+                find_faces(finder, &frames, &mut follower)
+            })?
+        }
+        .into_iter();
+        for item in items {
+            let item = item.map(|frame| {
+                let (faces, on_device) = found.next().expect("one result per frame");
+                DetectedFrame {
+                    frame,
+                    faces,
+                    on_device,
+                }
+            });
+            if out.send(item).is_err() {
+                return Ok(());
+            }
         }
     }
     Ok(())
+}
+
+/// The faces of each of `frames` (consecutive frames of one input), and where the GPU
+/// path left the frames' pixels: `(faces, Some((pixels, index)))`, `pixels` shared by the
+/// frames uploaded together.
+type FoundFaces = (Vec<FaceDetection>, Option<(Tensor<4>, usize)>);
+
+fn find_faces(
+    finder: &FaceFinder,
+    frames: &[&Frame],
+    follower: &mut Follower,
+) -> Result<Vec<FoundFaces>, PipelineError> {
+    let FaceFinder::Detect(detector) = finder else {
+        return Ok(frames
+            .iter()
+            .map(|f| (vec![whole_image_face(&f.image)], None))
+            .collect());
+    };
+    let mut results = Vec::with_capacity(frames.len());
+    // Runs of equal-size frames share each pass (a stream's size can change).
+    for run in frames.chunk_by(|a, b| a.image.dimensions() == b.image.dimensions()) {
+        let images: Vec<&RgbImage> = run.iter().map(|f| &f.image).collect();
+        if detector.runs_on_gpu() {
+            let pixels = gpu::upload_frames(&images, detector.device())?;
+            let found = match follower.previous_to_follow() {
+                Some(previous) => vec![detector.follow_on_device(pixels.clone(), previous)?],
+                None => detector.detect_on_device(pixels.clone())?,
+            };
+            for (index, faces) in found.into_iter().enumerate() {
+                results.push((follower.remember(faces), Some((pixels.clone(), index))));
+            }
+        } else {
+            let found = match follower.previous_to_follow() {
+                Some(previous) => vec![detector.follow(images[0], previous)],
+                None if images.len() == 1 => vec![detector.detect_followable(images[0])],
+                None => detector.detect_batch_followable(&images),
+            };
+            for faces in found {
+                results.push((follower.remember(faces), None));
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// `--detect-every K`: which frames are detected in full and which follow the faces of
+/// the frame before ([`FaceDetector::follow`]). With K > 1 the stage hands it one frame
+/// at a time.
+struct Follower {
+    every: usize,
+    /// The faces of the previous analysed frame of the current input.
+    previous: Option<Vec<FollowedFace>>,
+    /// Frames analysed since the last full detection.
+    since_full: usize,
+}
+
+impl Follower {
+    fn new(every: NonZeroUsize) -> Self {
+        Self {
+            every: every.get(),
+            previous: None,
+            since_full: 0,
+        }
+    }
+
+    /// A new input: its first frame is detected in full.
+    fn forget(&mut self) {
+        self.previous = None;
+    }
+
+    /// The faces the next frame should follow, or `None` when it is detected in full.
+    fn previous_to_follow(&mut self) -> Option<&[FollowedFace]> {
+        match &self.previous {
+            Some(faces) if self.since_full < self.every => {
+                self.since_full += 1;
+                Some(faces.as_slice())
+            }
+            _ => {
+                self.since_full = 1;
+                None
+            }
+        }
+    }
+
+    /// Keeps a frame's faces for the next one; returns the detections.
+    fn remember(&mut self, faces: Vec<FollowedFace>) -> Vec<FaceDetection> {
+        let detections = faces.iter().map(|f| f.face).collect();
+        self.previous = Some(faces);
+        detections
+    }
 }
 
 fn align_stage(
@@ -546,10 +663,10 @@ fn align_stage(
                  on_device,
              }| {
                 let crops = clock.time(1, || -> Result<Crops, GpuError> {
-                    if let Some(pixels) = on_device {
+                    if let Some((pixels, index)) = on_device {
                         let crops: Vec<FaceCrop> = faces
                             .iter()
-                            .map(|face| FaceCrop::from_landmarks(0, &face.landmarks, template))
+                            .map(|face| FaceCrop::from_landmarks(index, &face.landmarks, template))
                             .collect();
                         return Ok(Crops::Device(gpu::face_crops(pixels, &crops, style)?));
                     }
