@@ -20,6 +20,8 @@
 #   here:   copy the package into a run folder, then `mimic-train eval` (test split) and
 #           `mimic-train export` as for a CPU run.
 #
+#   ablation: command "bash scripts/gpu_train.sh ablation", carry ["target/gputrain"]
+#           (after unpack): the four variants of scripts/ablation.sh on the card.
 #   bench:  command "bash scripts/gpu_train.sh bench", carry ["target/gputrain"]
 #           training images/s of both stages on the card: `mimic-train bench` (burn wgpu,
 #           f32) beside scripts/bench_python_training.py (PyTorch CUDA, f32), same call.
@@ -103,10 +105,31 @@ train() {
     return "$status"
 }
 
+# The four-way ablation of scripts/ablation.sh on the card, MIMIC_ABLATION_EPOCHS (12)
+# epochs each at batch 256; each variant comes back as one tar (best/ package, metrics,
+# log). Here: untar them into a folder and re-run `scripts/ablation.sh MAE_RUN FOLDER
+# EPOCHS` to measure FER+ Test and write the table.
+ablation() {
+    setup_card
+    local runs=/root/ablation epochs="${MIMIC_ABLATION_EPOCHS:-12}" status=0
+    MIMIC_TRAIN="$bin" MIMIC_DATA="$data_dir" ABLATION_DEVICE=wgpu ABLATION_BATCH=256 \
+        bash "$here/scripts/ablation.sh" "$bundle/mae" "$runs" "$epochs" \
+        >"$out/ablation.log" 2>&1 || status=$?
+    tail -8 "$out/ablation.log"
+    for run in "$runs"/*/; do
+        name="$(basename "$run")"
+        tar -C "$runs" -cf "$out/$name.tar" "$name/best" "$name/metrics.csv" \
+            "$name/options.json" "$name/done" "$name.log" 2>/dev/null || true
+    done
+    ls -la "$out"
+    return "$status"
+}
+
 case "${1:-}" in
     prepare) prepare "${2:?usage: gpu_train.sh prepare MAE_RUN}" ;;
     unpack) unpack ;;
     train) train ;;
     bench) bench ;;
-    *) echo "usage: $0 prepare MAE_RUN | unpack | train | bench" >&2; exit 2 ;;
+    ablation) ablation ;;
+    *) echo "usage: $0 prepare MAE_RUN | unpack | train | bench | ablation" >&2; exit 2 ;;
 esac
