@@ -102,12 +102,21 @@ fn assert_same_faces(cpu: &[FaceDetection], gpu: &[FaceDetection], what: &str) {
     }
 }
 
-#[test]
-fn mtcnn_on_wgpu_finds_the_faces_it_finds_on_the_cpu() {
-    let Some(device) = gpu_device() else { return };
-    let Some(dir) = mtcnn_dir() else { return };
+/// MTCNN on the CPU backend and on the wgpu device; `None` when either is missing (with
+/// the skip message).
+fn detectors() -> Option<(FaceDetector, FaceDetector)> {
+    let device = gpu_device()?;
+    let dir = mtcnn_dir()?;
     let cpu = FaceDetector::load(&dir, MtcnnConfig::default(), &Device::flex()).unwrap();
     let gpu = FaceDetector::load(&dir, MtcnnConfig::default(), &device).unwrap();
+    Some((cpu, gpu))
+}
+
+#[test]
+fn mtcnn_on_wgpu_finds_the_faces_it_finds_on_the_cpu() {
+    let Some((cpu, gpu)) = detectors() else {
+        return;
+    };
     let images = [
         fixture_image("frame_000.png"),
         fixture_image("frame_240.png"),
@@ -127,10 +136,10 @@ fn mtcnn_on_wgpu_finds_the_faces_it_finds_on_the_cpu() {
 fn mtcnn_on_uploaded_frames_finds_the_faces_it_finds_on_the_cpu() {
     // The GPU path of the analyzer: frames uploaded once, the pyramid and the R-Net/O-Net
     // crops resampled by the area shader on the device, only boxes coming back.
-    let Some(device) = gpu_device() else { return };
-    let Some(dir) = mtcnn_dir() else { return };
-    let cpu = FaceDetector::load(&dir, MtcnnConfig::default(), &Device::flex()).unwrap();
-    let gpu = FaceDetector::load(&dir, MtcnnConfig::default(), &device).unwrap();
+    let Some((cpu, gpu)) = detectors() else {
+        return;
+    };
+    let device = gpu.device().clone();
     assert!(gpu.runs_on_gpu() && !cpu.runs_on_gpu());
     // Two frames uploaded together (batch mode), each compared with the CPU alone.
     let (image, other) = (

@@ -252,7 +252,6 @@ pub fn run(
     let (scored_tx, scored_rx) = bounded::<Item<ScoredFrame>>(cap);
     let (result_tx, result_rx) = bounded::<Item<Finished>>(cap);
 
-    let input_size = model.input_size() as u32;
     let template = model.face_template_px();
     let style = CropStyle::of_model(model.config());
     let decode_options = DecodeOptions {
@@ -300,16 +299,7 @@ pub fn run(
         }),
         spawn("align", {
             let clocks = clocks.clone();
-            Box::new(move || {
-                align_stage(
-                    detected_rx,
-                    aligned_tx,
-                    &template,
-                    input_size,
-                    &style,
-                    &clocks,
-                )
-            })
+            Box::new(move || align_stage(detected_rx, aligned_tx, &template, &style, &clocks))
         }),
         spawn("infer", {
             let (clocks, model, batch) =
@@ -531,14 +521,11 @@ fn detect_stage(
                 _ => None,
             })
             .collect();
-        let mut found = if frames.is_empty() {
-            Vec::new()
-        } else {
-            clock.time(frames.len() as u64, || {
+        let mut found = clock
+            .time(frames.len() as u64, || {
                 find_faces(finder, &frames, &mut follower)
             })?
-        }
-        .into_iter();
+            .into_iter();
         for item in items {
             let item = item.map(|frame| {
                 let (faces, on_device) = found.next().expect("one result per frame");
@@ -588,7 +575,6 @@ fn find_faces(
         } else {
             let found = match follower.previous_to_follow() {
                 Some(previous) => vec![detector.follow(images[0], previous)],
-                None if images.len() == 1 => vec![detector.detect_followable(images[0])],
                 None => detector.detect_batch_followable(&images),
             };
             for faces in found {
@@ -650,56 +636,69 @@ fn align_stage(
     input: Receiver<Item<DetectedFrame>>,
     out: Sender<Item<AlignedFrame>>,
     template: &Landmarks,
-    size: u32,
     style: &CropStyle,
     clocks: &StageClocks,
 ) -> Result<(), PipelineError> {
     let clock = clocks.get(Stage::Align);
     for item in input {
-        let item = item.try_map(
-            |DetectedFrame {
-                 frame,
-                 faces,
-                 on_device,
-             }| {
-                let crops = clock.time(1, || -> Result<Crops, GpuError> {
-                    if let Some((pixels, index)) = on_device {
-                        let crops: Vec<FaceCrop> = faces
-                            .iter()
-                            .map(|face| FaceCrop::from_landmarks(index, &face.landmarks, template))
-                            .collect();
-                        return Ok(Crops::Device(gpu::face_crops(pixels, &crops, style)?));
-                    }
-                    Ok(Crops::Host(
-                        faces
-                            .iter()
-                            .map(|face| {
-                                if face.landmarks[0][0].is_finite() {
-                                    align_face(&frame.image, &face.landmarks, template, size)
-                                } else {
-                                    image::imageops::resize(
-                                        &frame.image,
-                                        size,
-                                        size,
-                                        image::imageops::FilterType::Triangle,
-                                    )
-                                }
-                            })
-                            .collect(),
-                    ))
-                })?;
-                Ok::<_, PipelineError>(AlignedFrame {
-                    frame,
-                    faces,
-                    crops,
-                })
-            },
-        )?;
+        let item = item.try_map(|detected| {
+            let crops = clock.time(1, || align_crops(&detected, template, style))?;
+            let DetectedFrame { frame, faces, .. } = detected;
+            Ok::<_, PipelineError>(AlignedFrame {
+                frame,
+                faces,
+                crops,
+            })
+        })?;
         if out.send(item).is_err() {
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// One model-ready crop per face of a frame: cut on the GPU from the frame the detector
+/// uploaded, else on the host (aligned onto `template`; a face without landmarks, from
+/// `--crops`, is the whole image resized).
+fn align_crops(
+    detected: &DetectedFrame,
+    template: &Landmarks,
+    style: &CropStyle,
+) -> Result<Crops, GpuError> {
+    let DetectedFrame {
+        frame,
+        faces,
+        on_device,
+    } = detected;
+    if let Some((pixels, index)) = on_device {
+        let crops: Vec<FaceCrop> = faces
+            .iter()
+            .map(|face| FaceCrop::from_landmarks(*index, &face.landmarks, template))
+            .collect();
+        return Ok(Crops::Device(gpu::face_crops(
+            pixels.clone(),
+            &crops,
+            style,
+        )?));
+    }
+    let size = style.size;
+    Ok(Crops::Host(
+        faces
+            .iter()
+            .map(|face| {
+                if face.landmarks[0][0].is_finite() {
+                    align_face(&frame.image, &face.landmarks, template, size)
+                } else {
+                    image::imageops::resize(
+                        &frame.image,
+                        size,
+                        size,
+                        image::imageops::FilterType::Triangle,
+                    )
+                }
+            })
+            .collect(),
+    ))
 }
 
 /// Classifies faces in batches that span frames: it takes whatever frames are
@@ -752,28 +751,29 @@ fn infer_stage(
 /// The model's predictions for the crops of several frames, in order, from one forward
 /// pass.
 fn predict_crops(model: &ExpressionModel, parts: Vec<Crops>) -> Vec<Prediction> {
-    if parts.iter().all(|p| matches!(p, Crops::Host(_))) {
-        let crops: Vec<RgbImage> = parts
-            .into_iter()
-            .flat_map(|p| match p {
-                Crops::Host(crops) => crops,
-                Crops::Device(_) => unreachable!("all host crops"),
-            })
-            .collect();
-        return model.predict(&crops);
+    // Consecutive host crops are normalised together; on the CPU path that is all of
+    // them, in one input.
+    let mut inputs: Vec<Tensor<4>> = Vec::new();
+    let mut host: Vec<RgbImage> = Vec::new();
+    for part in parts {
+        match part {
+            Crops::Host(crops) => host.extend(crops),
+            Crops::Device(input) => {
+                if !host.is_empty() {
+                    inputs.push(model.preprocess(&std::mem::take(&mut host)));
+                }
+                inputs.push(input);
+            }
+        }
     }
-    let inputs: Vec<Tensor<4>> = parts
-        .into_iter()
-        .filter(|p| p.len() > 0)
-        .map(|p| match p {
-            Crops::Host(crops) => model.preprocess(&crops),
-            Crops::Device(input) => input,
-        })
-        .collect();
-    if inputs.is_empty() {
-        return Vec::new();
+    if !host.is_empty() {
+        inputs.push(model.preprocess(&host));
     }
-    model.predict_input(Tensor::cat(inputs, 0))
+    match inputs.len() {
+        0 => Vec::new(),
+        1 => model.predict_input(inputs.remove(0)),
+        _ => model.predict_input(Tensor::cat(inputs, 0)),
+    }
 }
 
 /// Per-input tracking state: a new input starts with fresh tracks.
