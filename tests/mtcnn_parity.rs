@@ -12,7 +12,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader};
 use mimic::frame::RgbImage;
 use mimic::geometry::{BBox, FaceDetection};
 use mimic::mtcnn::boxes::{pyramid_scales, scaled_size};
-use mimic::mtcnn::nets::{ONet, PNet, PoolPhasePatches, RNet};
+use mimic::mtcnn::nets::{ONet, PNet, RNet};
 use mimic::mtcnn::resample::IntegralImage;
 use mimic::mtcnn::{FaceDetector, MtcnnConfig};
 use serde::Deserialize;
@@ -289,18 +289,19 @@ impl Golden {
         let shape: [usize; 4] = shape.try_into().expect("4-d input");
         Tensor::from_data(TensorData::new(values, shape), device)
     }
-
-    /// The golden input `name: [batch, 3, h, w]` as first-stage patches for pool kernel `k`.
-    fn patches(&self, name: &str, k: usize) -> PoolPhasePatches {
-        let (shape, values) = self.get(name);
-        PoolPhasePatches::new(&values, shape[0], shape[2], shape[3], k)
-    }
 }
 
-fn assert_close<const D: usize>(name: &str, ours: Tensor<D>, golden: &Golden) {
+/// A tensor's shape and values.
+fn values<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
+    (
+        t.dims().to_vec(),
+        t.into_data().try_into_vec::<f32>().unwrap(),
+    )
+}
+
+fn assert_close(name: &str, (ours_shape, got): (Vec<usize>, Vec<f32>), golden: &Golden) {
     let (shape, want) = golden.get(name);
-    assert_eq!(ours.dims().to_vec(), shape, "{name} shape");
-    let got = ours.into_data().try_into_vec::<f32>().unwrap();
+    assert_eq!(ours_shape, shape, "{name} shape");
     let worst = got
         .iter()
         .zip(&want)
@@ -319,21 +320,21 @@ fn pnet_matches_torch_on_a_golden_pyramid_level() {
     let golden = Golden::load();
     let pnet = PNet::load(&root().join("models/mtcnn/pnet.safetensors"), &device).unwrap();
     let (reg, prob) = pnet.forward(golden.input("pnet.input", &device));
-    assert_close("pnet.reg", reg, &golden);
-    assert_close("pnet.prob", prob.clone(), &golden);
-    // The phased path gives the face probability alone.
-    let (reg, face_prob) = pnet.forward_phased(golden.patches("pnet.input", 2), &device);
-    assert_close("pnet.reg", reg, &golden);
+    assert_close("pnet.reg", values(reg), &golden);
+    assert_close("pnet.prob", values(prob), &golden);
+    // The host path gives the face probability alone, and reads the input as values.
+    let (shape, input) = golden.get("pnet.input");
+    let (face_prob, reg, oh, ow) = pnet.on_host().forward(&input, 1, shape[2], shape[3]);
+    assert_close("pnet.reg", (vec![1, 4, oh, ow], reg), &golden);
     let (_, want) = golden.get("pnet.prob");
     let plane = want.len() / 2;
-    let got = face_prob.into_data().try_into_vec::<f32>().unwrap();
-    assert_eq!(got.len(), plane, "face_prob is [1, 1, h, w]");
-    let worst = got
+    assert_eq!(face_prob.len(), plane, "face_prob is [1, h, w]");
+    let worst = face_prob
         .iter()
         .zip(&want[plane..])
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
-    eprintln!("pnet.prob[:, 1] (phased): max |ours - torch| = {worst:.2e}");
+    eprintln!("pnet.prob[:, 1] (host): max |ours - torch| = {worst:.2e}");
     assert!(worst <= NET_TOLERANCE);
 }
 
@@ -343,11 +344,13 @@ fn rnet_matches_torch_on_golden_crops() {
     let golden = Golden::load();
     let rnet = RNet::load(&root().join("models/mtcnn/rnet.safetensors"), &device).unwrap();
     let (reg, prob) = rnet.forward(golden.input("rnet.input", &device));
-    assert_close("rnet.reg", reg, &golden);
-    assert_close("rnet.prob", prob, &golden);
-    let (reg, prob) = rnet.forward_phased(golden.patches("rnet.input", 3), &device);
-    assert_close("rnet.reg", reg, &golden);
-    assert_close("rnet.prob", prob, &golden);
+    assert_close("rnet.reg", values(reg), &golden);
+    assert_close("rnet.prob", values(prob), &golden);
+    let (shape, input) = golden.get("rnet.input");
+    let n = shape[0];
+    let (reg, prob) = rnet.on_host().forward(&input, n);
+    assert_close("rnet.reg", (vec![n, 4], reg), &golden);
+    assert_close("rnet.prob", (vec![n, 2], prob), &golden);
 }
 
 #[test]
@@ -356,13 +359,15 @@ fn onet_matches_torch_on_golden_crops() {
     let golden = Golden::load();
     let onet = ONet::load(&root().join("models/mtcnn/onet.safetensors"), &device).unwrap();
     let (reg, landmarks, prob) = onet.forward(golden.input("onet.input", &device));
-    assert_close("onet.reg", reg, &golden);
-    assert_close("onet.landmarks", landmarks, &golden);
-    assert_close("onet.prob", prob, &golden);
-    let (reg, landmarks, prob) = onet.forward_phased(golden.patches("onet.input", 3), &device);
-    assert_close("onet.reg", reg, &golden);
-    assert_close("onet.landmarks", landmarks, &golden);
-    assert_close("onet.prob", prob, &golden);
+    assert_close("onet.reg", values(reg), &golden);
+    assert_close("onet.landmarks", values(landmarks), &golden);
+    assert_close("onet.prob", values(prob), &golden);
+    let (shape, input) = golden.get("onet.input");
+    let n = shape[0];
+    let (reg, landmarks, prob) = onet.on_host().forward(&input, n);
+    assert_close("onet.reg", (vec![n, 4], reg), &golden);
+    assert_close("onet.landmarks", (vec![n, 10], landmarks), &golden);
+    assert_close("onet.prob", (vec![n, 2], prob), &golden);
 }
 
 /// The golden P-Net input is torch's `interpolate(mode="area")` of frame_000 at pyramid
@@ -431,4 +436,61 @@ fn detect_speed_on_clip_frames() {
         }
     });
     eprintln!("detect, batches of 4 frames: {wall:.1} ms/frame wall, {cpu:.1} ms/frame CPU");
+}
+
+/// The host nets split their work (P-Net into bands of rows, R-Net and O-Net into groups
+/// of crops): on batches of several images, of sizes whose last band and group are
+/// partial, they must give what burn gives on the whole batch.
+#[test]
+fn host_nets_match_burn_on_batches_split_into_pieces() {
+    let device = Device::flex();
+    let dir = root().join("models/mtcnn");
+    let input = |shape: [usize; 4]| {
+        let t = Tensor::<4>::random(
+            shape,
+            burn::tensor::Distribution::Uniform(-1.0, 1.0),
+            &device,
+        );
+        (t.clone(), t.into_data().try_into_vec::<f32>().unwrap())
+    };
+    let close = |name: &str, ours: &[f32], theirs: Tensor<2>| {
+        let theirs = theirs.into_data().try_into_vec::<f32>().unwrap();
+        assert_eq!(ours.len(), theirs.len(), "{name} length");
+        let worst = ours
+            .iter()
+            .zip(&theirs)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            worst <= NET_TOLERANCE,
+            "{name}: host vs burn differ by {worst}"
+        );
+    };
+
+    let pnet = PNet::load(&dir.join("pnet.safetensors"), &device).unwrap();
+    let (x, values) = input([2, 3, 45, 31]);
+    let (reg, prob) = pnet.forward(x);
+    let (face_prob, host_reg, oh, ow) = pnet.on_host().forward(&values, 2, 45, 31);
+    assert_eq!(prob.dims(), [2, 2, oh, ow]);
+    close(
+        "pnet.prob",
+        &face_prob,
+        prob.narrow(1, 1, 1).reshape([2, oh * ow]),
+    );
+    close("pnet.reg", &host_reg, reg.reshape([2, 4 * oh * ow]));
+
+    let rnet = RNet::load(&dir.join("rnet.safetensors"), &device).unwrap();
+    let (x, values) = input([70, 3, 24, 24]);
+    let (reg, prob) = rnet.forward(x);
+    let (host_reg, host_prob) = rnet.on_host().forward(&values, 70);
+    close("rnet.reg", &host_reg, reg);
+    close("rnet.prob", &host_prob, prob);
+
+    let onet = ONet::load(&dir.join("onet.safetensors"), &device).unwrap();
+    let (x, values) = input([9, 3, 48, 48]);
+    let (reg, landmarks, prob) = onet.forward(x);
+    let (host_reg, host_landmarks, host_prob) = onet.on_host().forward(&values, 9);
+    close("onet.reg", &host_reg, reg);
+    close("onet.landmarks", &host_landmarks, landmarks);
+    close("onet.prob", &host_prob, prob);
 }

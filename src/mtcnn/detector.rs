@@ -8,8 +8,9 @@
 //! 3. **Output.** The same with 48x48 crops and O-Net (`> thresholds[2]`), landmarks placed
 //!    in the squared box, O-Net's offsets applied, NMS 0.7 over the smaller box ('Min').
 //!
-//! The nets run in burn; the box maths ([`super::boxes`]) runs on the host, where it is
-//! cheap and exact. The resampling (pyramid levels, box crops) runs where the frame is:
+//! The nets run in burn, except on burn's CPU backend, where the same weights run as
+//! [`super::host`]'s channels-last code (several times faster there). The box maths
+//! ([`super::boxes`]) runs on the host, where it is cheap and exact. The resampling (pyramid levels, box crops) runs where the frame is:
 //! on the host ([`super::resample`]) for a frame in memory, or on the GPU
 //! ([`crate::gpu::area`], the same arithmetic) for a frame uploaded to burn's wgpu
 //! device ([`FaceDetector::detect_on_device`]), so that only boxes and scores come back.
@@ -22,7 +23,8 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::boxes::{self, Candidate, CropRect, Overlap};
-use super::nets::{ONet, PNet, PoolPhasePatches, RNet};
+use super::host::{HostONet, HostPNet, HostRNet};
+use super::nets::{ONet, PNet, RNet};
 use super::resample::IntegralImage;
 use super::{MtcnnConfig, MtcnnError};
 use crate::frame::RgbImage;
@@ -43,9 +45,9 @@ pub struct FaceDetector {
     onet: ONet,
     config: MtcnnConfig,
     device: Device,
-    /// On burn's CPU backend the nets run their `forward_phased` path (first stage as
-    /// one matrix product, see [`PoolPhasePatches`]); elsewhere the plain `forward`.
-    phased: bool,
+    /// On burn's CPU backend the nets run on the host ([`super::host`]), from the same
+    /// weights; elsewhere burn runs them.
+    host: Option<HostNets>,
     /// On burn's wgpu device the GPU shaders can resample frames uploaded there.
     shaders: bool,
 }
@@ -55,13 +57,21 @@ impl FaceDetector {
     /// (e.g. `models/mtcnn`). A missing or corrupt file is an error naming it.
     pub fn load(dir: &Path, config: MtcnnConfig, device: &Device) -> Result<Self, MtcnnError> {
         config.validate()?;
+        let pnet = PNet::load(&dir.join("pnet.safetensors"), device)?;
+        let rnet = RNet::load(&dir.join("rnet.safetensors"), device)?;
+        let onet = ONet::load(&dir.join("onet.safetensors"), device)?;
+        let host = (*device == Device::flex()).then(|| HostNets {
+            pnet: pnet.on_host(),
+            rnet: rnet.on_host(),
+            onet: onet.on_host(),
+        });
         Ok(Self {
-            pnet: PNet::load(&dir.join("pnet.safetensors"), device)?,
-            rnet: RNet::load(&dir.join("rnet.safetensors"), device)?,
-            onet: ONet::load(&dir.join("onet.safetensors"), device)?,
+            pnet,
+            rnet,
+            onet,
             config,
             device: device.clone(),
-            phased: *device == Device::flex(),
+            host,
             shaders: gpu::runs_shaders(device),
         })
     }
@@ -235,17 +245,15 @@ impl FaceDetector {
     /// P-Net on one pyramid level `[n, 3, h, w]` → `(face_prob: [n, h', w'],
     /// reg: [n, 4, h', w'], h', w')` on the host.
     fn run_pnet(&self, input: NetInput) -> (Vec<f32>, Vec<f32>, usize, usize) {
-        let (reg, face_prob) = match input {
-            NetInput::Host { data, n, h, w } if self.phased => self
-                .pnet
-                .forward_phased(PoolPhasePatches::new(&data, n, h, w, 2), &self.device),
-            input => {
+        match (input, &self.host) {
+            (NetInput::Host { data, n, h, w }, Some(nets)) => nets.pnet.forward(&data, n, h, w),
+            (input, _) => {
                 let (reg, prob) = self.pnet.forward(input.into_tensor(&self.device));
-                (reg, prob.narrow(1, 1, 1))
+                let face_prob = prob.narrow(1, 1, 1);
+                let [_, _, oh, ow] = face_prob.dims();
+                (host(face_prob), host(reg), oh, ow)
             }
-        };
-        let [_, _, oh, ow] = face_prob.dims();
-        (host(face_prob), host(reg), oh, ow)
+        }
     }
 
     /// Stage 2: R-Net on 24x24 crops of every proposal; squared boxes per frame.
@@ -258,13 +266,13 @@ impl FaceDetector {
         let Some((input, rows)) = pixels.crops(&proposals, RNET_SIDE)? else {
             return Ok(kept);
         };
-        let (reg, prob) = match input {
-            NetInput::Host { data, n, h, w } if self.phased => self
-                .rnet
-                .forward_phased(PoolPhasePatches::new(&data, n, h, w, 3), &self.device),
-            input => self.rnet.forward(input.into_tensor(&self.device)),
+        let (reg, prob) = match (input, &self.host) {
+            (NetInput::Host { data, n, .. }, Some(nets)) => nets.rnet.forward(&data, n),
+            (input, _) => {
+                let (reg, prob) = self.rnet.forward(input.into_tensor(&self.device));
+                (host(reg), host(prob))
+            }
         };
-        let (reg, prob) = (host(reg), host(prob));
         for (row, &(frame, i)) in rows.iter().enumerate() {
             let score = prob[2 * row + 1];
             if score > self.config.thresholds[1] {
@@ -305,13 +313,13 @@ impl FaceDetector {
         type Found = (Candidate, [[f32; 2]; 5], Candidate);
         let mut faces: Vec<Vec<Found>> = vec![Vec::new(); pixels.len()];
         if let Some((input, rows)) = pixels.crops(&refined, ONET_SIDE)? {
-            let (reg, points, prob) = match input {
-                NetInput::Host { data, n, h, w } if self.phased => self
-                    .onet
-                    .forward_phased(PoolPhasePatches::new(&data, n, h, w, 3), &self.device),
-                input => self.onet.forward(input.into_tensor(&self.device)),
+            let (reg, points, prob) = match (input, &self.host) {
+                (NetInput::Host { data, n, .. }, Some(nets)) => nets.onet.forward(&data, n),
+                (input, _) => {
+                    let (reg, points, prob) = self.onet.forward(input.into_tensor(&self.device));
+                    (host(reg), host(points), host(prob))
+                }
             };
-            let (reg, points, prob) = (host(reg), host(points), host(prob));
             for (row, &(frame, i)) in rows.iter().enumerate() {
                 let score = prob[2 * row + 1];
                 if score > self.config.thresholds[2] {
@@ -357,6 +365,14 @@ impl FaceDetector {
     }
 }
 
+/// The three nets on the host.
+#[derive(Debug)]
+struct HostNets {
+    pnet: HostPNet,
+    rnet: HostRNet,
+    onet: HostONet,
+}
+
 /// A detected face and the box O-Net looked at to find it (a square around the face),
 /// from which [`FaceDetector::follow`] looks for it again in the next frame.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -385,8 +401,7 @@ enum FramePixels {
     Device(Tensor<4>),
 }
 
-/// A net's input, normalised pixels `[n, 3, h, w]`: on the host (where the CPU backend
-/// may take them as [`PoolPhasePatches`]) or already on the device.
+/// A net's input, normalised pixels `[n, 3, h, w]`: on the host or already on the device.
 enum NetInput {
     Host {
         data: Vec<f32>,

@@ -3,6 +3,8 @@
 //!
 //! - [`nets`]: the three networks as burn modules, loaded from `models/mtcnn/*.safetensors`
 //!   (converted from facenet-pytorch's weights by `scripts/convert_mtcnn.py`);
+//! - [`host`]: the same nets on the host, channels last, the fast path on burn's CPU
+//!   backend;
 //! - [`boxes`]: the fixed box maths (pyramid, candidate boxes, NMS, regression, squaring,
 //!   crop rectangles), pure functions;
 //! - [`resample`]: the area resize (torch `interpolate(mode="area")`) and normalisation;
@@ -13,6 +15,7 @@
 
 pub mod boxes;
 pub mod detector;
+pub mod host;
 pub mod nets;
 pub mod resample;
 mod weights;

@@ -10,10 +10,11 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, PRelu};
-use burn::tensor::activation::{sigmoid, softmax};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor};
 
 use super::MtcnnError;
+use super::host::{HostONet, HostPNet, HostRNet};
 use super::weights::WeightsFile;
 
 fn max_pool(kernel: usize, stride: usize) -> MaxPool2d {
@@ -62,32 +63,23 @@ impl PNet {
         let x = self
             .pool1
             .forward(self.prelu1.forward(self.conv1.forward(x)));
-        let (reg, logits) = self.after_pool1(x);
-        (reg, softmax(logits, 1))
-    }
-
-    /// The same net on [`PoolPhasePatches`] of the input (kernel 2), the fast path on the
-    /// CPU backend → `(reg: [batch, 4, h', w'], face_prob: [batch, 1, h', w'])`, where
-    /// `face_prob` is [`forward`](Self::forward)'s `prob[:, 1]` computed as
-    /// `sigmoid(logit_face - logit_non_face)` (the same value as the 2-way softmax).
-    pub fn forward_phased(
-        &self,
-        patches: PoolPhasePatches,
-        device: &Device,
-    ) -> (Tensor<4>, Tensor<4>) {
-        let x = first_stage(&self.conv1, &self.prelu1, patches, device);
-        let (reg, logits) = self.after_pool1(x);
-        let face_prob = sigmoid(logits.clone().narrow(1, 1, 1) - logits.narrow(1, 0, 1));
-        (reg, face_prob)
-    }
-
-    /// `x: [batch, 10, h1, w1]` after the first pool → `(reg, class logits)`.
-    fn after_pool1(&self, x: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let x = self.prelu2.forward(self.conv2.forward(x));
         let x = self.prelu3.forward(self.conv3.forward(x));
-        let logits = self.conv4_1.forward(x.clone());
+        let prob = softmax(self.conv4_1.forward(x.clone()), 1);
         let reg = self.conv4_2.forward(x);
-        (reg, logits)
+        (reg, prob)
+    }
+
+    /// The same net on the host, for burn's CPU backend.
+    pub fn on_host(&self) -> HostPNet {
+        HostPNet::new(
+            [
+                (&self.conv1, &self.prelu1),
+                (&self.conv2, &self.prelu2),
+                (&self.conv3, &self.prelu3),
+            ],
+            [&self.conv4_1, &self.conv4_2],
+        )
     }
 }
 
@@ -131,24 +123,9 @@ impl RNet {
     /// `x: [batch, 3, 24, 24]` normalised crops → `(reg: [batch, 4], prob: [batch, 2])`.
     /// The reference path, on any device.
     pub fn forward(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
-        self.after_pool1(
-            self.pool1
-                .forward(self.prelu1.forward(self.conv1.forward(x))),
-        )
-    }
-
-    /// The same on [`PoolPhasePatches`] of the crops (kernel 3): the fast path on the CPU
-    /// backend, same outputs.
-    pub fn forward_phased(
-        &self,
-        patches: PoolPhasePatches,
-        device: &Device,
-    ) -> (Tensor<2>, Tensor<2>) {
-        self.after_pool1(first_stage(&self.conv1, &self.prelu1, patches, device))
-    }
-
-    /// `x: [batch, 28, 11, 11]` after the first pool.
-    fn after_pool1(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        let x = self
+            .pool1
+            .forward(self.prelu1.forward(self.conv1.forward(x)));
         let x = self
             .pool2
             .forward(self.prelu2.forward(self.conv2.forward(x)));
@@ -158,6 +135,19 @@ impl RNet {
         let prob = softmax(self.dense5_1.forward(x.clone()), 1);
         let reg = self.dense5_2.forward(x);
         (reg, prob)
+    }
+
+    /// The same net on the host, for burn's CPU backend.
+    pub fn on_host(&self) -> HostRNet {
+        HostRNet::new(
+            [
+                (&self.conv1, &self.prelu1),
+                (&self.conv2, &self.prelu2),
+                (&self.conv3, &self.prelu3),
+            ],
+            (&self.dense4, &self.prelu4),
+            [&self.dense5_1, &self.dense5_2],
+        )
     }
 }
 
@@ -210,24 +200,9 @@ impl ONet {
     /// [batch, 10] (x0..x4, y0..y4 as fractions of the crop), prob: [batch, 2])`.
     /// The reference path, on any device.
     pub fn forward(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
-        self.after_pool1(
-            self.pool1
-                .forward(self.prelu1.forward(self.conv1.forward(x))),
-        )
-    }
-
-    /// The same on [`PoolPhasePatches`] of the crops (kernel 3): the fast path on the CPU
-    /// backend, same outputs.
-    pub fn forward_phased(
-        &self,
-        patches: PoolPhasePatches,
-        device: &Device,
-    ) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
-        self.after_pool1(first_stage(&self.conv1, &self.prelu1, patches, device))
-    }
-
-    /// `x: [batch, 32, 23, 23]` after the first pool.
-    fn after_pool1(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>, Tensor<2>) {
+        let x = self
+            .pool1
+            .forward(self.prelu1.forward(self.conv1.forward(x)));
         let x = self
             .pool2
             .forward(self.prelu2.forward(self.conv2.forward(x)));
@@ -242,6 +217,20 @@ impl ONet {
         let landmarks = self.dense6_3.forward(x);
         (reg, landmarks, prob)
     }
+
+    /// The same net on the host, for burn's CPU backend.
+    pub fn on_host(&self) -> HostONet {
+        HostONet::new(
+            [
+                (&self.conv1, &self.prelu1),
+                (&self.conv2, &self.prelu2),
+                (&self.conv3, &self.prelu3),
+                (&self.conv4, &self.prelu4),
+            ],
+            (&self.dense5, &self.prelu5),
+            [&self.dense6_1, &self.dense6_2, &self.dense6_3],
+        )
+    }
 }
 
 /// `x: [batch, c, h, w]` → `[batch, w * h * c]` in (w, h, c) order: the Caffe-era weights
@@ -249,115 +238,4 @@ impl ONet {
 fn flatten_whc(x: Tensor<4>) -> Tensor<2> {
     let [batch, c, h, w] = x.dims();
     x.permute([0, 3, 2, 1]).reshape([batch, w * h * c])
-}
-
-/// A net's input rearranged for its first stage — 3x3 conv, PReLU, max-pool (kernel `k`,
-/// stride 2, ceil mode) — so that the stage is one matrix product and a max over
-/// contiguous blocks, which burn's CPU backend runs several times faster than its
-/// `conv2d` on 3 input channels followed by `max_pool2d`.
-///
-/// Row `(phase, b, i, j)` holds the 27 input values (`c, dy, dx` order, as the conv weight
-/// `[c_out, 3, 3, 3]` flattens) that conv output `(2i + ky, 2j + kx)` reads, for the
-/// window offset `phase = (ky, kx)` of pool output `(i, j)`. Where ceil mode cuts a
-/// window short at the border, the missing offsets repeat the window's first position:
-/// a max ignores repeats, so the result is exactly the pooled conv. With `k = 2` the
-/// phases tile the conv output (each position once, up to those repeats); with `k = 3`
-/// windows overlap and 2.25x the conv positions are computed, still far cheaper.
-pub struct PoolPhasePatches {
-    /// `[k * k, batch, out_h, out_w, 27]` row-major.
-    data: Vec<f32>,
-    batch: usize,
-    out_h: usize,
-    out_w: usize,
-    phases: usize,
-}
-
-impl PoolPhasePatches {
-    /// From `x: [batch, 3, h, w]` (channel-major planes, as the nets take them) for a pool of
-    /// kernel `k` (2 or 3). Needs `h - 2 >= k` and `w - 2 >= k`.
-    pub fn new(x: &[f32], batch: usize, h: usize, w: usize, k: usize) -> Self {
-        assert_eq!(x.len(), batch * 3 * h * w, "x must be [batch, 3, h, w]");
-        let (conv_h, conv_w) = (h - 2, w - 2);
-        assert!(
-            conv_h >= k && conv_w >= k,
-            "input {h}x{w} too small for the first stage"
-        );
-        // PyTorch's ceil-mode size; with no padding the last window always starts inside.
-        let out_h = (conv_h - k).div_ceil(2) + 1;
-        let out_w = (conv_w - k).div_ceil(2) + 1;
-        let mut data = Vec::with_capacity(k * k * batch * out_h * out_w * 27);
-        let plane = h * w;
-        for ky in 0..k {
-            for kx in 0..k {
-                for b in 0..batch {
-                    let image = &x[b * 3 * plane..(b + 1) * 3 * plane];
-                    for i in 0..out_h {
-                        let r = if 2 * i + ky < conv_h {
-                            2 * i + ky
-                        } else {
-                            2 * i
-                        };
-                        for j in 0..out_w {
-                            let col = if 2 * j + kx < conv_w {
-                                2 * j + kx
-                            } else {
-                                2 * j
-                            };
-                            for c in 0..3 {
-                                for dy in 0..3 {
-                                    let row = &image[c * plane + (r + dy) * w + col..][..3];
-                                    data.extend_from_slice(row);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Self {
-            data,
-            batch,
-            out_h,
-            out_w,
-            phases: k * k,
-        }
-    }
-
-    /// `(batch, out_h, out_w)`: the shape of the pooled first-stage output.
-    pub fn output_size(&self) -> (usize, usize, usize) {
-        (self.batch, self.out_h, self.out_w)
-    }
-}
-
-/// conv1 (3x3) → PReLU → max-pool on [`PoolPhasePatches`] → `[batch, c_out, out_h, out_w]`
-/// (an NCHW view of channel-last memory).
-fn first_stage(
-    conv1: &Conv2d,
-    prelu1: &PRelu,
-    patches: PoolPhasePatches,
-    device: &Device,
-) -> Tensor<4> {
-    let [c_out, c_in, kh, kw] = conv1.weight.dims();
-    let k = c_in * kh * kw;
-    let PoolPhasePatches {
-        data,
-        batch,
-        out_h,
-        out_w,
-        phases,
-    } = patches;
-    let rows = batch * out_h * out_w;
-    let x = Tensor::<2>::from_data(TensorData::new(data, [phases * rows, k]), device);
-    let weight = conv1.weight.val().reshape([c_out, k]).transpose();
-    let mut y = x.matmul(weight);
-    if let Some(bias) = &conv1.bias {
-        y = y + bias.val().reshape([1, c_out]);
-    }
-    let y = prelu1.forward(y); // [phases * rows, c_out]: channel is dim 1, as PReLU wants
-    let pooled = (1..phases).fold(y.clone().narrow(0, 0, rows), |m, p| {
-        m.max_pair(y.clone().narrow(0, p * rows, rows))
-    });
-    pooled
-        .reshape([batch, out_h, out_w, c_out])
-        .permute([0, 3, 1, 2])
 }
