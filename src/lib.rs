@@ -10,6 +10,7 @@ pub mod align;
 pub mod decode;
 pub mod device;
 pub mod frame;
+pub mod gelu;
 pub mod geometry;
 pub mod gpu;
 pub mod model;

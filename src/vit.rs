@@ -23,10 +23,11 @@ use std::collections::BTreeMap;
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
+
+use crate::gelu::gelu;
 
 /// How the per-image feature is pooled from the token sequence.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]

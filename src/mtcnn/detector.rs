@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
 
 use super::boxes::{self, Candidate, CropRect, Overlap};
 use super::host::{HostONet, HostPNet, HostRNet};
@@ -212,9 +213,21 @@ impl FaceDetector {
             let scales =
                 boxes::pyramid_scales(width, height, self.config.min_face_size, self.config.factor);
             let levels = pixels.pyramid(&members, &scales)?;
+            // On the host the levels run side by side (each one split into bands too);
+            // a device queues its work in order anyway.
+            let outputs: Vec<_> = if self.host.is_some() {
+                levels
+                    .into_par_iter()
+                    .map(|level| self.run_pnet(level))
+                    .collect()
+            } else {
+                levels
+                    .into_iter()
+                    .map(|level| self.run_pnet(level))
+                    .collect()
+            };
             let mut per_frame: Vec<Vec<Candidate>> = vec![Vec::new(); members.len()];
-            for (level, &scale) in levels.into_iter().zip(&scales) {
-                let (face_prob, reg, oh, ow) = self.run_pnet(level);
+            for ((face_prob, reg, oh, ow), &scale) in outputs.into_iter().zip(&scales) {
                 let plane = oh * ow;
                 for (k, frame) in per_frame.iter_mut().enumerate() {
                     let face_prob = &face_prob[k * plane..(k + 1) * plane];
@@ -452,7 +465,7 @@ impl FramePixels {
             FramePixels::Host(integrals) => {
                 let (width, height) = self.size(members[0]);
                 Ok(scales
-                    .iter()
+                    .par_iter()
                     .map(|&scale| {
                         let (h, w) = boxes::scaled_size(width, height, scale);
                         let n = members.len();
@@ -500,9 +513,11 @@ impl FramePixels {
             FramePixels::Host(integrals) => {
                 let per_crop = 3 * side * side;
                 let mut data = vec![0.0f32; rects.len() * per_crop];
-                for (chunk, &(frame, rect)) in data.chunks_exact_mut(per_crop).zip(&rects) {
-                    integrals[frame].resize_area_normalised(rect, side, side, chunk);
-                }
+                data.par_chunks_exact_mut(per_crop).zip(&rects).for_each(
+                    |(chunk, &(frame, rect))| {
+                        integrals[frame].resize_area_normalised(rect, side, side, chunk);
+                    },
+                );
                 NetInput::Host {
                     data,
                     n: rects.len(),
