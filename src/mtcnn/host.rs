@@ -113,9 +113,13 @@ impl Affine {
             match &self.prelu {
                 Some(alpha) => {
                     for ((v, &b), &a) in row.iter_mut().zip(&self.bias).zip(alpha) {
-                        // Branch-free: the sign of a conv output is a coin toss.
+                        // Branch-free (the sign of a conv output is a coin toss), and
+                        // without `f32::max`'s NaN care (none can occur here): this
+                        // compiles to packed max/min.
                         let t = *v + b;
-                        *v = t.max(0.0) + a * t.min(0.0);
+                        let (pos, neg) =
+                            (if t > 0.0 { t } else { 0.0 }, if t < 0.0 { t } else { 0.0 });
+                        *v = pos + a * neg;
                     }
                 }
                 None => {
@@ -205,7 +209,8 @@ fn max_pool(x: &FeatureMap, k: usize) -> FeatureMap {
                     for xi in 2 * j..(2 * j + k).min(x.w) {
                         let src = &image[(y * x.w + xi) * c..][..c];
                         for (d, &s) in dst.iter_mut().zip(src) {
-                            *d = d.max(s);
+                            // Packed max, without `f32::max`'s NaN care (no NaN here).
+                            *d = if s > *d { s } else { *d };
                         }
                     }
                 }
