@@ -3,8 +3,8 @@
 //!
 //! burn's CPU backend spends most of MTCNN's time outside its matrix products. The nets
 //! have few channels, so layout changes, the 3-channel first convolution, max-pools and
-//! PReLU dominate. A frame of the shared clip took 330 ms, against 2.2 GFLOP of products.
-//! Here the activations stay channels-last in host memory, so that:
+//! PReLU dominate: 194 ms per frame of the shared clip, where this module takes 40 ms
+//! (`BENCHMARKS.md`). Here the activations stay channels-last in host memory, so that:
 //! - each convolution is one matrix product on its im2col rows (`gemm`, the kernel burn's
 //!   CPU backend calls too);
 //! - bias and PReLU are applied to the product in place;
@@ -15,13 +15,14 @@
 //! in the cache. Bands give the same values as the whole frame: a P-Net output row reads
 //! input rows `2 r .. 2 r + 12` alone.
 
+use burn::module::Param;
 use burn::nn::conv::Conv2d;
 use burn::nn::{Linear, PRelu};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
 /// Activations of a batch, `[n, h, w, c]` row-major (channels last).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 struct FeatureMap {
     data: Vec<f32>,
     n: usize,
@@ -60,7 +61,7 @@ impl FeatureMap {
 }
 
 /// `x W + b` on each row of `x`, then PReLU when the layer has one.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Affine {
     /// `[inputs, outputs]` row-major.
     weight: Vec<f32>,
@@ -133,8 +134,8 @@ impl Affine {
     }
 }
 
-/// A square convolution, unpadded, stride 1, then PReLU.
-#[derive(Clone, Debug)]
+/// A square convolution, unpadded, stride 1, then PReLU if it has one.
+#[derive(Debug)]
 struct Conv {
     side: usize,
     affine: Affine,
@@ -162,7 +163,7 @@ impl Conv {
             side,
             affine: Affine {
                 weight,
-                bias: bias_of(conv, c_out),
+                bias: bias_values(conv.bias.as_ref(), c_out),
                 prelu: prelu.map(|p| values(p.alpha.val())),
             },
         }
@@ -250,13 +251,9 @@ fn dense(linear: &Linear, prelu: Option<&PRelu>, map: Option<(usize, usize, usiz
             weight
         }
     };
-    let bias = match &linear.bias {
-        Some(b) => values(b.val()),
-        None => vec![0.0; outputs],
-    };
     Affine {
         weight,
-        bias,
+        bias: bias_values(linear.bias.as_ref(), outputs),
         prelu: prelu.map(|p| values(p.alpha.val())),
     }
 }
@@ -279,11 +276,8 @@ fn heads(layers: &[Affine]) -> Affine {
     }
 }
 
-fn bias_of(conv: &Conv2d, c_out: usize) -> Vec<f32> {
-    match &conv.bias {
-        Some(b) => values(b.val()),
-        None => vec![0.0; c_out],
-    }
+fn bias_values(bias: Option<&Param<Tensor<1>>>, outputs: usize) -> Vec<f32> {
+    bias.map_or_else(|| vec![0.0; outputs], |b| values(b.val()))
 }
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -293,11 +287,6 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .expect("converted to f32")
 }
 
-/// `P(face)` from the (non-face, face) logits: the 2-way softmax's second value.
-fn face_probability(non_face: f32, face: f32) -> f32 {
-    1.0 / (1.0 + (non_face - face).exp())
-}
-
 /// Output rows of P-Net per parallel piece.
 const PNET_BAND: usize = 8;
 /// Crops per parallel piece.
@@ -305,7 +294,7 @@ const RNET_GROUP: usize = 32;
 const ONET_GROUP: usize = 4;
 
 /// P-Net on the host.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct HostPNet {
     conv1: Conv,
     conv2: Conv,
@@ -358,7 +347,7 @@ impl HostPNet {
         for (&(b, r0), out) in bands.iter().zip(&outputs) {
             for (cell, v) in out.data.chunks_exact(6).enumerate() {
                 let at = r0 * ow + cell; // band rows are whole output rows
-                face_prob[b * plane + at] = face_probability(v[0], v[1]);
+                face_prob[b * plane + at] = softmax2(v[0], v[1])[1];
                 for (i, &offset) in v[2..].iter().enumerate() {
                     reg[(b * 4 + i) * plane + at] = offset;
                 }
@@ -380,7 +369,7 @@ impl HostPNet {
 }
 
 /// R-Net on the host.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct HostRNet {
     conv1: Conv,
     conv2: Conv,
@@ -424,7 +413,7 @@ impl HostRNet {
 }
 
 /// O-Net on the host.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct HostONet {
     conv1: Conv,
     conv2: Conv,
