@@ -10,7 +10,8 @@
 //!
 //! The nets run in burn, except on burn's CPU backend, where the same weights run as
 //! [`super::host`]'s channels-last code (several times faster there). The box maths
-//! ([`super::boxes`]) runs on the host, where it is cheap and exact. The resampling (pyramid levels, box crops) runs where the frame is:
+//! ([`super::boxes`]) runs on the host, where it is cheap and exact. The resampling
+//! (pyramid levels, box crops) runs where the frame is:
 //! on the host ([`super::resample`]) for a frame in memory, or on the GPU
 //! ([`crate::gpu::area`], the same arithmetic) for a frame uploaded to burn's wgpu
 //! device ([`FaceDetector::detect_on_device`]), so that only boxes and scores come back.
