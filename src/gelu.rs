@@ -19,9 +19,10 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         return activation::gelu(x);
     }
     let dims = x.dims();
-    let Ok(mut values) = x.clone().into_data().try_into_vec::<f32>() else {
-        return activation::gelu(x);
-    };
+    let mut values = x
+        .into_data()
+        .try_into_vec::<f32>()
+        .expect("an f32 tensor (checked above)");
     values
         .par_chunks_mut(4096)
         .for_each(|chunk| chunk.iter_mut().for_each(|v| *v = gelu_f32(*v)));

@@ -563,23 +563,23 @@ fn find_faces(
     // Runs of equal-size frames share each pass (a stream's size can change).
     for run in frames.chunk_by(|a, b| a.image.dimensions() == b.image.dimensions()) {
         let images: Vec<&RgbImage> = run.iter().map(|f| &f.image).collect();
-        if detector.runs_on_gpu() {
+        let (found, pixels) = if detector.runs_on_gpu() {
             let pixels = gpu::upload_frames(&images, detector.device())?;
             let found = match follower.previous_to_follow() {
                 Some(previous) => vec![detector.follow_on_device(pixels.clone(), previous)?],
                 None => detector.detect_on_device(pixels.clone())?,
             };
-            for (index, faces) in found.into_iter().enumerate() {
-                results.push((follower.remember(faces), Some((pixels.clone(), index))));
-            }
+            (found, Some(pixels))
         } else {
             let found = match follower.previous_to_follow() {
                 Some(previous) => vec![detector.follow(images[0], previous)],
                 None => detector.detect_batch_followable(&images),
             };
-            for faces in found {
-                results.push((follower.remember(faces), None));
-            }
+            (found, None)
+        };
+        for (index, faces) in found.into_iter().enumerate() {
+            let on_device = pixels.as_ref().map(|p| (p.clone(), index));
+            results.push((follower.remember(faces), on_device));
         }
     }
     Ok(results)
