@@ -21,6 +21,8 @@ use burn::nn::{Linear, PRelu};
 use burn::tensor::Tensor;
 use rayon::prelude::*;
 
+use super::direct_conv::TiledWeights;
+
 /// Activations of a batch, `[n, h, w, c]` row-major (channels last).
 #[derive(Debug)]
 struct FeatureMap {
@@ -67,9 +69,20 @@ struct Affine {
     weight: Vec<f32>,
     bias: Vec<f32>,
     prelu: Option<Vec<f32>>,
+    /// The same layer for [`direct_conv`], on CPUs with AVX2 and FMA.
+    tiled: Option<TiledWeights>,
 }
 
 impl Affine {
+    fn new(weight: Vec<f32>, bias: Vec<f32>, prelu: Option<Vec<f32>>) -> Self {
+        Self {
+            tiled: TiledWeights::for_this_cpu(&weight, &bias, prelu.as_deref()),
+            weight,
+            bias,
+            prelu,
+        }
+    }
+
     fn outputs(&self) -> usize {
         self.bias.len()
     }
@@ -80,8 +93,18 @@ impl Affine {
 
     /// `x: [rows, inputs]` → `[rows, outputs]`.
     fn forward(&self, x: &[f32]) -> Vec<f32> {
-        let (k, n) = (self.inputs(), self.outputs());
+        let k = self.inputs();
         assert_eq!(x.len() % k, 0, "rows of {k} inputs expected");
+        match &self.tiled {
+            // A row of `rows` pixels of `inputs` channels, under a 1x1 window.
+            Some(tiled) => tiled.conv(x, (1, 1, x.len() / k, k), 1),
+            None => self.forward_gemm(x),
+        }
+    }
+
+    /// [`forward`](Self::forward) as one `gemm` product, then bias and PReLU.
+    fn forward_gemm(&self, x: &[f32]) -> Vec<f32> {
+        let (k, n) = (self.inputs(), self.outputs());
         let m = x.len() / k;
         let mut y = vec![0.0; m * n];
         // SAFETY: `y` is `[m, n]`, `x` is `[m, k]` and `weight` is `[k, n]`, all
@@ -161,15 +184,32 @@ impl Conv {
         }
         Self {
             side,
-            affine: Affine {
+            affine: Affine::new(
                 weight,
-                bias: bias_values(conv.bias.as_ref(), c_out),
-                prelu: prelu.map(|p| values(p.alpha.val())),
-            },
+                bias_values(conv.bias.as_ref(), c_out),
+                prelu.map(|p| values(p.alpha.val())),
+            ),
         }
     }
 
     fn forward(&self, x: &FeatureMap) -> FeatureMap {
+        let k = self.side;
+        let (oh, ow) = (x.h + 1 - k, x.w + 1 - k);
+        let data = match &self.affine.tiled {
+            Some(tiled) => tiled.conv(&x.data, (x.n, x.h, x.w, x.c), k),
+            None => self.forward_im2col(x),
+        };
+        FeatureMap {
+            data,
+            n: x.n,
+            h: oh,
+            w: ow,
+            c: self.affine.outputs(),
+        }
+    }
+
+    /// [`forward`](Self::forward)'s values through im2col rows and one `gemm` product.
+    fn forward_im2col(&self, x: &FeatureMap) -> Vec<f32> {
         let k = self.side;
         let (oh, ow) = (x.h + 1 - k, x.w + 1 - k);
         let window_row = k * x.c;
@@ -185,36 +225,63 @@ impl Conv {
                 }
             }
         }
-        FeatureMap {
-            data: self.affine.forward(&cols),
-            n: x.n,
-            h: oh,
-            w: ow,
-            c: self.affine.outputs(),
-        }
+        self.affine.forward_gemm(&cols)
     }
 }
 
-/// Max-pool with kernel `k`, stride 2 and `ceil_mode` (a last, partial window is kept).
+/// Max-pool with kernel `k` (2 or 3, MTCNN's), stride 2 and `ceil_mode` (a last,
+/// partial window is kept).
+///
+/// Per output row, the maxima over the window's rows come first (long runs over whole
+/// rows), then over each window's columns (runs of `c` channels).
 fn max_pool(x: &FeatureMap, k: usize) -> FeatureMap {
+    assert!((2..=3).contains(&k), "MTCNN pools 2x2 or 3x3 windows");
+    /// `dst = max(first, last, middle)` lane by lane. A window of one row (column) passes
+    /// it as first and last: no run is a plain copy, which would be a `memcpy` call.
+    fn window_max(dst: &mut [f32], first: &[f32], last: &[f32], middle: Option<&[f32]>) {
+        // Packed max, without `f32::max`'s NaN care (no NaN here).
+        let max = |a: f32, b: f32| if b > a { b } else { a };
+        match middle {
+            None => {
+                for ((d, &a), &b) in dst.iter_mut().zip(first).zip(last) {
+                    *d = max(a, b);
+                }
+            }
+            Some(middle) => {
+                for (((d, &a), &b), &m) in dst.iter_mut().zip(first).zip(last).zip(middle) {
+                    *d = max(max(a, b), m);
+                }
+            }
+        }
+    }
     let out = |len: usize| (len - k).div_ceil(2) + 1;
     let (oh, ow, c) = (out(x.h), out(x.w), x.c);
-    let mut data = vec![f32::NEG_INFINITY; x.n * oh * ow * c];
-    for b in 0..x.n {
-        let image = &x.data[b * x.h * x.w * c..][..x.h * x.w * c];
-        let pooled = &mut data[b * oh * ow * c..][..oh * ow * c];
-        for i in 0..oh {
-            for j in 0..ow {
-                let dst = &mut pooled[(i * ow + j) * c..][..c];
-                for y in 2 * i..(2 * i + k).min(x.h) {
-                    for xi in 2 * j..(2 * j + k).min(x.w) {
-                        let src = &image[(y * x.w + xi) * c..][..c];
-                        for (d, &s) in dst.iter_mut().zip(src) {
-                            // Packed max, without `f32::max`'s NaN care (no NaN here).
-                            *d = if s > *d { s } else { *d };
-                        }
-                    }
-                }
+    let row = x.w * c;
+    let mut data = vec![0.0; x.n * oh * ow * c];
+    let mut rows_max = vec![0.0; row];
+    for (image, pooled) in x
+        .data
+        .chunks_exact(x.h * row)
+        .zip(data.chunks_exact_mut(oh * ow * c))
+    {
+        let line = |y: usize| &image[y * row..][..row];
+        for (i, pooled) in pooled.chunks_exact_mut(ow * c).enumerate() {
+            let (y0, y1) = (2 * i, (2 * i + k).min(x.h) - 1);
+            window_max(
+                &mut rows_max,
+                line(y0),
+                line(y1),
+                (y1 > y0 + 1).then(|| line(y0 + 1)),
+            );
+            let pixel = |x: usize| &rows_max[x * c..][..c];
+            for (j, dst) in pooled.chunks_exact_mut(c).enumerate() {
+                let (x0, x1) = (2 * j, (2 * j + k).min(x.w) - 1);
+                window_max(
+                    dst,
+                    pixel(x0),
+                    pixel(x1),
+                    (x1 > x0 + 1).then(|| pixel(x0 + 1)),
+                );
             }
         }
     }
@@ -251,11 +318,11 @@ fn dense(linear: &Linear, prelu: Option<&PRelu>, map: Option<(usize, usize, usiz
             weight
         }
     };
-    Affine {
+    Affine::new(
         weight,
-        bias: bias_values(linear.bias.as_ref(), outputs),
-        prelu: prelu.map(|p| values(p.alpha.val())),
-    }
+        bias_values(linear.bias.as_ref(), outputs),
+        prelu.map(|p| values(p.alpha.val())),
+    )
 }
 
 /// Several output layers on the same input side by side: one product for all heads.
@@ -269,11 +336,11 @@ fn heads(layers: &[Affine]) -> Affine {
             weight.extend_from_slice(&layer.weight[row * n..(row + 1) * n]);
         }
     }
-    Affine {
+    Affine::new(
         weight,
-        bias: layers.iter().flat_map(|l| l.bias.iter().copied()).collect(),
-        prelu: None,
-    }
+        layers.iter().flat_map(|l| l.bias.iter().copied()).collect(),
+        None,
+    )
 }
 
 fn bias_values(bias: Option<&Param<Tensor<1>>>, outputs: usize) -> Vec<f32> {
@@ -534,16 +601,43 @@ mod tests {
 
     #[test]
     fn affine_applies_bias_then_prelu_per_output() {
-        let layer = Affine {
-            weight: vec![1.0, -1.0, 2.0, 0.5], // [2 inputs, 2 outputs]
-            bias: vec![0.0, 1.0],
-            prelu: Some(vec![0.1, 0.5]),
-        };
+        let layer = Affine::new(
+            vec![1.0, -1.0, 2.0, 0.5], // [2 inputs, 2 outputs]
+            vec![0.0, 1.0],
+            Some(vec![0.1, 0.5]),
+        );
         // row [1, 1]: [1 + 2, -1 + 0.5 + 1] = [3, 0.5]; row [-1, 0]: [-1, 2] → [-0.1, 2]
-        let y = layer.forward(&[1.0, 1.0, -1.0, 0.0]);
+        let x = [1.0, 1.0, -1.0, 0.0];
         let want = [3.0, 0.5, -0.1, 2.0];
-        for (a, b) in y.iter().zip(want) {
-            assert!((a - b).abs() < 1e-6, "{y:?}");
+        for y in [layer.forward(&x), layer.forward_gemm(&x)] {
+            for (a, b) in y.iter().zip(want) {
+                assert!((a - b).abs() < 1e-6, "{y:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn convolution_gives_the_same_values_through_im2col_and_in_place() {
+        // R-Net's second layer's shape: 28 channels in, 48 out, 3x3, on 2 crops of 11x11.
+        let (c_in, c_out, side) = (28, 48, 3);
+        let wave = |i: usize, f: f32| (i as f32 * f).sin() * 0.5;
+        let conv = Conv {
+            side,
+            affine: Affine::new(
+                (0..side * side * c_in * c_out)
+                    .map(|i| wave(i, 0.37))
+                    .collect(),
+                (0..c_out).map(|i| wave(i, 1.3)).collect(),
+                Some((0..c_out).map(|i| wave(i, 0.7).abs()).collect()),
+            ),
+        };
+        let x = map(2, 11, 11, c_in, |i| wave(i, 0.11));
+        let through_im2col = conv.forward_im2col(&x);
+        let y = conv.forward(&x);
+        assert_eq!((y.n, y.h, y.w, y.c), (2, 9, 9, c_out));
+        assert_eq!(y.data.len(), through_im2col.len());
+        for (a, b) in y.data.iter().zip(&through_im2col) {
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} against {b}");
         }
     }
 

@@ -15,6 +15,7 @@
 
 pub mod boxes;
 pub mod detector;
+mod direct_conv;
 pub mod host;
 pub mod nets;
 pub mod resample;

@@ -71,19 +71,6 @@ impl IntegralImage {
         self.height
     }
 
-    /// Channel sums over rows `y0..y1`, columns `x0..x1`.
-    fn window_sum(&self, y0: usize, y1: usize, x0: usize, x1: usize) -> [u32; 3] {
-        let stride = (self.width + 1) * 3;
-        let at = |y: usize, x: usize| y * stride + x * 3;
-        let (a, b, c, d) = (at(y0, x0), at(y0, x1), at(y1, x0), at(y1, x1));
-        std::array::from_fn(|ch| {
-            self.sums[d + ch]
-                .wrapping_sub(self.sums[b + ch])
-                .wrapping_sub(self.sums[c + ch])
-                .wrapping_add(self.sums[a + ch])
-        })
-    }
-
     /// Area-resizes the pixels of `rect` to `out_h x out_w`, normalises them and writes
     /// them channel-major into `out: [3, out_h, out_w]`.
     pub fn resize_area_normalised(
@@ -102,16 +89,33 @@ impl IntegralImage {
         );
         let (in_h, in_w) = (rect.height(), rect.width());
         let cols: Vec<(usize, usize)> = (0..out_w).map(|j| area_window(j, in_w, out_w)).collect();
+        let widths: Vec<f32> = cols.iter().map(|&(c0, c1)| (c1 - c0) as f32).collect();
         let plane = out_h * out_w;
+        let stride = (self.width + 1) * 3;
+        // Per output row: the integral's bottom row minus its top row over the crop's
+        // columns (one long run), whose differences at the window edges are the sums.
+        let mut band = vec![0u32; (in_w + 1) * 3];
+        // One output row's window sums, channel-major, so that the divisions below run
+        // over contiguous lanes.
+        let mut sums = vec![0u32; 3 * out_w];
         for i in 0..out_h {
             let (r0, r1) = area_window(i, in_h, out_h);
             let kh = (r1 - r0) as f32;
+            let integral_row = |y: usize| &self.sums[y * stride + rect.x0 * 3..][..band.len()];
+            let (top, bottom) = (integral_row(rect.y0 + r0), integral_row(rect.y0 + r1));
+            for ((d, &b), &t) in band.iter_mut().zip(bottom).zip(top) {
+                *d = b.wrapping_sub(t);
+            }
             for (j, &(c0, c1)) in cols.iter().enumerate() {
-                let kw = (c1 - c0) as f32;
-                let s = self.window_sum(rect.y0 + r0, rect.y0 + r1, rect.x0 + c0, rect.x0 + c1);
-                for (c, &sum) in s.iter().enumerate() {
+                for c in 0..3 {
+                    sums[c * out_w + j] = band[c1 * 3 + c].wrapping_sub(band[c0 * 3 + c]);
+                }
+            }
+            for (c, sums) in sums.chunks_exact(out_w).enumerate() {
+                let row = &mut out[c * plane + i * out_w..][..out_w];
+                for ((v, &sum), &kw) in row.iter_mut().zip(sums).zip(&widths) {
                     // Exact while the sum is below 2^24 (windows under 65,793 pixels).
-                    out[c * plane + i * out_w + j] = normalise(sum as f32 / kh / kw);
+                    *v = normalise(sum as f32 / kh / kw);
                 }
             }
         }
