@@ -3,12 +3,16 @@
 //!
 //! burn's CPU backend spends most of MTCNN's time outside its matrix products. The nets
 //! have few channels, so layout changes, the 3-channel first convolution, max-pools and
-//! PReLU dominate: 194 ms per frame of the shared clip, where this module takes 40 ms
-//! (`BENCHMARKS.md`). Here the activations stay channels-last in host memory, so that:
-//! - each convolution is one matrix product on its im2col rows (`gemm`, the kernel burn's
-//!   CPU backend calls too);
-//! - bias and PReLU are applied to the product in place;
-//! - max-pools are loops over contiguous channels.
+//! PReLU dominate: 194 ms per frame of the shared clip, where this module takes about
+//! 30 ms (`BENCHMARKS.md`). Here the activations stay channels-last in host memory, so
+//! that:
+//! - on CPUs with AVX2 and FMA, each layer (convolution or dense) reads its windows in
+//!   place and applies bias and PReLU to its sums before storing them
+//!   ([`super::direct_conv`]);
+//! - elsewhere, each layer is one matrix product on its im2col rows (`gemm`, the kernel
+//!   burn's CPU backend calls too), then bias and PReLU in place. This path is also the
+//!   reference the fast one is tested against;
+//! - max-pools run over whole rows, then over contiguous channels.
 //!
 //! The work is cut into independent pieces run in parallel (rayon): groups of crops for
 //! R-Net and O-Net, and bands of output rows for P-Net. Each piece is small enough to stay
@@ -69,7 +73,7 @@ struct Affine {
     weight: Vec<f32>,
     bias: Vec<f32>,
     prelu: Option<Vec<f32>>,
-    /// The same layer for [`direct_conv`], on CPUs with AVX2 and FMA.
+    /// The same layer for [`super::direct_conv`], on CPUs with AVX2 and FMA.
     tiled: Option<TiledWeights>,
 }
 
