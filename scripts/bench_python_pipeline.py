@@ -9,7 +9,7 @@ Frames are decoded with OpenCV. Prints frames/s end to end and per stage, and
 peak RSS, as one JSON line.
 
 Usage (the env of scripts/setup_python_reference.sh):
-    python scripts/bench_python_pipeline.py VIDEO --model models/mimic-ferplus \
+    python scripts/bench_python_pipeline.py VIDEO --model models/mimic-fast \
         [--frames N] [--threads 2]
 """
 import argparse
@@ -50,7 +50,7 @@ def build_vit(model_dir: Path):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("video")
-    ap.add_argument("--model", default="models/mimic-ferplus")
+    ap.add_argument("--model", default="models/mimic-fast")
     ap.add_argument("--frames", type=int, default=0, help="loop the video to this many frames")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=32)

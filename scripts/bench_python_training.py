@@ -114,7 +114,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--pretrain-batch", type=int, default=128)
     ap.add_argument("--finetune-batch", type=int, default=64)
-    ap.add_argument("--device", default="cpu", help="cpu or cuda (fp32 either way)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"],
+                    help="bf16: the forward pass under torch.autocast (weights and optimizer in fp32)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -122,7 +124,8 @@ def main():
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     size = PRESETS[args.preset][0]
     where = torch.cuda.get_device_name(0) if dev.type == "cuda" else f"CPU, {args.threads} threads"
-    print(f"torch {torch.__version__}, {where}, preset {args.preset}")
+    print(f"torch {torch.__version__}, {where}, preset {args.preset}, {args.dtype}")
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.dtype == "bf16")
 
     mae = Mae(args.preset).to(dev)
     opt = torch.optim.AdamW(mae.parameters(), lr=1e-4)
@@ -130,11 +133,13 @@ def main():
 
     def pretrain_step():
         opt.zero_grad()
-        mae(img).backward()
+        with autocast:
+            loss = mae(img)
+        loss.backward()
         opt.step()
 
     steps, secs = bench(pretrain_step, args.seconds, sync)
-    print(f"pretrain  batch {args.pretrain_batch:>4}: {steps * args.pretrain_batch / secs:8.1f} images/s ({steps} steps)")
+    print(f"pretrain  batch {args.pretrain_batch:>4} {args.dtype}: {steps * args.pretrain_batch / secs:8.1f} images/s ({steps} steps)")
 
     ft = Finetune(args.preset).to(dev)
     opt2 = torch.optim.AdamW(ft.parameters(), lr=1e-4)
@@ -143,11 +148,13 @@ def main():
 
     def finetune_step():
         opt2.zero_grad()
-        ft(img, y).backward()
+        with autocast:
+            loss = ft(img, y)
+        loss.backward()
         opt2.step()
 
     steps, secs = bench(finetune_step, args.seconds, sync)
-    print(f"finetune  batch {args.finetune_batch:>4}: {steps * args.finetune_batch / secs:8.1f} images/s ({steps} steps)")
+    print(f"finetune  batch {args.finetune_batch:>4} {args.dtype}: {steps * args.finetune_batch / secs:8.1f} images/s ({steps} steps)")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ use mimic::decode::{InputSpec, SourceInfo, open};
 use mimic::device::select_device;
 use mimic::geometry::BBox;
 use mimic::model::ExpressionModel;
+use mimic::model_choice::choose_model;
 use mimic::mtcnn::{FaceDetector, MtcnnConfig};
 use mimic::pipeline::{
     self, FaceFinder, InputFailure, PipelineOptions, ProgressObserver, StopFlag, TrackingOptions,
@@ -27,15 +28,18 @@ use mimic::record::{FrameResult, argmax};
 use mimic::sink::{Sink, SinkError};
 use mimic::track::{ShotCutConfig, SmootherConfig, TrackerConfig};
 
-use crate::analyze::{DEFAULT_MODEL, DETECTOR_MODEL, models_dir};
+use crate::analyze::{DETECTOR_MODEL, models_dir};
 use crate::cli::BenchArgs;
 use crate::progress::print_summary;
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let device = select_device(args.device)?;
-    let model_dir = args
-        .model
-        .unwrap_or_else(|| models_dir().join(DEFAULT_MODEL));
+    let model_dir = choose_model(
+        &args.model.unwrap_or_default(),
+        &models_dir(),
+        device.is_gpu,
+    )?
+    .dir;
     let detector_dir = args
         .detector
         .unwrap_or_else(|| models_dir().join(DETECTOR_MODEL));
@@ -54,8 +58,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if let Some(video) = args.video {
         let mut reference: Option<(NonZeroUsize, Vec<Vec<FaceLabel>>)> = None;
         for &every in &args.detect_every {
-            let detector = FaceDetector::load(&detector_dir, MtcnnConfig::default(), &device.burn)
-                .with_context(|| format!("loading {}", detector_dir.display()))?;
+            let detector =
+                FaceDetector::load(&detector_dir, MtcnnConfig::analyzer_default(), &device.burn)
+                    .with_context(|| format!("loading {}", detector_dir.display()))?;
             let faces = bench_pipeline(
                 &video,
                 args.frames,
@@ -155,13 +160,15 @@ fn bench_pipeline(
         queue_frames: 4,
         detect_every,
         detect_batch: None,
+        stall_timeout: mimic::decode::DecodeOptions::default().stall_timeout,
+        reconnect: Default::default(),
     };
     let collected = Arc::new(Mutex::new(Vec::new()));
     let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(CollectFaces(collected.clone()))];
     let summary = pipeline::run(
         inputs,
-        finder,
-        model,
+        Arc::new(finder),
+        Arc::new(model),
         options,
         &mut sinks,
         &StopFlag::new(),

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use mimic::batch::Shard;
 use mimic::device::DeviceChoice;
+use mimic::model_choice::ModelRequest;
 
 /// Per-frame facial-expression analysis of video with a MIMIC-trained ViT.
 #[derive(Debug, Parser)]
@@ -20,6 +22,9 @@ pub enum Command {
     /// Find every face in videos, streams, webcams or stills and write what each
     /// face expresses, frame by frame, to CSV or JSON Lines.
     Analyze(AnalyzeArgs),
+    /// Concatenate the outputs of an --out-dir run (all its shards) into one file, in
+    /// input order, checking that every frame of every input appears exactly once.
+    Merge(MergeArgs),
     /// Measure throughput: end to end on a clip (per stage, frames/s, peak
     /// memory) and the expression model alone (faces/s per batch size).
     Bench(BenchArgs),
@@ -50,9 +55,31 @@ pub struct AnalyzeArgs {
     #[arg(long, value_enum)]
     pub format: Option<OutputFormat>,
 
-    /// Expression model folder (default: the shipped model in models/).
-    #[arg(long, value_name = "DIR")]
-    pub model: Option<PathBuf>,
+    /// Batch mode for many inputs: one output per input in this folder (named after the
+    /// input, written under a temporary name and renamed when complete) and a
+    /// manifest.jsonl line per finished input; instead of -o.
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    pub out_dir: Option<PathBuf>,
+
+    /// With --out-dir: skip the inputs whose output is complete and matches the
+    /// manifest (a killed or requeued run goes on where it stopped).
+    #[arg(long, requires = "out_dir")]
+    pub resume: bool,
+
+    /// Read inputs from FILE, one path, folder or URL a line (`-`: standard input;
+    /// blank lines and lines starting with # are skipped).
+    #[arg(long, value_name = "FILE")]
+    pub inputs_from: Option<String>,
+
+    /// Analyse only shard K of N of the inputs: a stable hash of each input's path
+    /// decides, so N workers given the same inputs cover each exactly once.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<Shard>,
+
+    /// Expression model: `fast` (the CPU default), `accurate` (the GPU default, where
+    /// shipped) or a model package folder.
+    #[arg(long, value_name = "fast|accurate|DIR")]
+    pub model: Option<ModelRequest>,
 
     /// MTCNN weights folder (default: models/mtcnn).
     #[arg(long, value_name = "DIR")]
@@ -80,9 +107,11 @@ pub struct AnalyzeArgs {
     #[arg(long)]
     pub live: bool,
 
-    /// Smallest face to find, in pixels.
-    #[arg(long, value_name = "PX", default_value_t = 20.0)]
-    pub min_face: f32,
+    /// Smallest face to find, in pixels, whatever the frame's size. Default: the
+    /// frame's shorter side / 18 (20 px on 360 lines, 40 on 720, 60 on 1080), never
+    /// under 20 px, so detection costs about the same at any resolution.
+    #[arg(long, value_name = "PX")]
+    pub min_face: Option<f32>,
 
     /// MTCNN score thresholds of P-Net, R-Net and O-Net.
     #[arg(long, value_name = "P,R,O", value_delimiter = ',', num_args = 3, default_values_t = [0.6, 0.7, 0.7])]
@@ -117,6 +146,16 @@ pub struct AnalyzeArgs {
     #[arg(long, value_name = "MS", default_value_t = 250.0)]
     pub smooth_half_life_ms: f64,
 
+    /// Seconds a network stream may deliver nothing before it counts as stalled: a
+    /// stall after frames ends the stream (a notice, not a failure) unless --reconnect.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub stall_timeout: f64,
+
+    /// Reconnect a network stream that stalls or drops, up to N attempts in a row
+    /// (waiting 1 s, 2 s, 4 s … up to 30 s between them); frames are numbered on.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub reconnect: u32,
+
     /// Continue with the next input when one fails (the failure is still
     /// reported and the exit code is non-zero).
     #[arg(long)]
@@ -125,6 +164,17 @@ pub struct AnalyzeArgs {
     /// No progress bar or summary on stderr.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The --out-dir folder of a run.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    /// The merged file (.csv or .jsonl: the format of the outputs).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -137,9 +187,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     pub frames: u64,
 
-    /// Expression model folder (default: the shipped model in models/).
-    #[arg(long, value_name = "DIR")]
-    pub model: Option<PathBuf>,
+    /// Expression model: `fast`, `accurate` or a model package folder (default: the
+    /// device's, as in `analyze`).
+    #[arg(long, value_name = "fast|accurate|DIR")]
+    pub model: Option<ModelRequest>,
 
     /// MTCNN weights folder (default: models/mtcnn).
     #[arg(long, value_name = "DIR")]

@@ -27,6 +27,23 @@ use clap::ValueEnum;
 /// lavapipe when no hardware adapter exists.
 pub const ALLOW_SOFTWARE_GPU_ENV: &str = "MIMIC_ALLOW_SOFTWARE_GPU";
 
+/// Keeps Mesa's Vulkan device-select layer from probing for a display: on a machine
+/// without one it prints `error: XDG_RUNTIME_DIR is invalid or not set` while wgpu
+/// enumerates adapters, which reads as a failure. The layer only reorders adapters,
+/// and [`select_device`] picks by adapter type itself, so nothing else changes. A
+/// value the user set is kept.
+///
+/// # Safety
+///
+/// Sets an environment variable: call it at the start of `main`, before any other
+/// thread exists (as [`std::env::set_var`] requires).
+pub unsafe fn quiet_vulkan_probing() {
+    if std::env::var_os("NODEVICE_SELECT").is_none() {
+        // SAFETY: the caller guarantees that no other thread runs yet.
+        unsafe { std::env::set_var("NODEVICE_SELECT", "1") };
+    }
+}
+
 /// The user's choice of device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Default)]
 pub enum DeviceChoice {

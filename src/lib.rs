@@ -7,6 +7,8 @@
 //! fine-tuning).
 
 pub mod align;
+pub mod batch;
+pub mod chart;
 pub mod decode;
 pub mod device;
 pub mod frame;
@@ -14,6 +16,7 @@ pub mod gelu;
 pub mod geometry;
 pub mod gpu;
 pub mod model;
+pub mod model_choice;
 pub mod mtcnn;
 pub mod pipeline;
 pub mod record;

@@ -8,6 +8,8 @@
 mod analyze;
 mod bench;
 mod cli;
+mod merge;
+mod out_dir;
 mod progress;
 
 use std::process::ExitCode;
@@ -17,9 +19,12 @@ use clap::Parser;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // SAFETY: first thing in main, before any thread is spawned.
+    unsafe { mimic::device::quiet_vulkan_probing() };
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Analyze(args) => analyze::run(args),
+        Command::Merge(args) => merge::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match outcome {

@@ -76,6 +76,11 @@ pub struct ModelConfig {
     pub face_template: [[f32; 2]; 5],
     /// Storage type of `model.safetensors`: `"f16"` or `"f32"`.
     pub weights_dtype: String,
+    /// Test-time augmentation: each face is also classified mirrored
+    /// left-right, and the two probability vectors (and features) are
+    /// averaged. Twice the network's cost per face.
+    #[serde(default)]
+    pub flip_average: bool,
     /// How the model came to be (free-form: recipe, data, metrics).
     #[serde(default)]
     pub provenance: HashMap<String, String>,
@@ -96,6 +101,7 @@ impl ModelConfig {
             std: IMAGENET_STD,
             face_template: FERPLUS_FACE_TEMPLATE,
             weights_dtype: "f16".into(),
+            flip_average: false,
             provenance: HashMap::new(),
         }
     }
@@ -257,22 +263,19 @@ impl ExpressionModel {
 
     /// Class probabilities (softmax), one `Vec` of `classes().len()` per crop.
     pub fn predict_probs(&self, crops: &[image::RgbImage]) -> Vec<Vec<f32>> {
-        if crops.is_empty() {
-            return Vec::new();
-        }
-        let probs = softmax(self.vit.forward(self.preprocess(crops)), 1);
-        rows(probs)
+        self.predict(crops).into_iter().map(|p| p.probs).collect()
+    }
+
+    /// The same model with [`ModelConfig::flip_average`] set to `on` (what
+    /// `mimic-train eval --flip-average` measures before a package says so).
+    pub fn with_flip_average(mut self, on: bool) -> Self {
+        self.config.flip_average = on;
+        self
     }
 
     /// Pooled features `[dim]` per crop (the head's input), e.g. for tracking.
     pub fn features(&self, crops: &[image::RgbImage]) -> Vec<Vec<f32>> {
-        if crops.is_empty() {
-            return Vec::new();
-        }
-        rows(
-            self.vit
-                .pool(self.vit.forward_features(self.preprocess(crops))),
-        )
+        self.predict(crops).into_iter().map(|p| p.feature).collect()
     }
 
     /// Probabilities and pooled features of each crop from one forward pass
@@ -291,8 +294,22 @@ impl ExpressionModel {
         if input.dims()[0] == 0 {
             return Vec::new();
         }
-        let pooled = self.vit.pool(self.vit.forward_features(input));
-        let probs = softmax(self.vit.forward_head(pooled.clone()), 1);
+        let (probs, pooled) = if self.config.flip_average {
+            let faces = input.dims()[0];
+            // One pass over the faces and their mirror images together.
+            let both = Tensor::cat(vec![input.clone(), input.flip([3])], 0);
+            let pooled = self.vit.pool(self.vit.forward_features(both));
+            let probs = softmax(self.vit.forward_head(pooled.clone()), 1);
+            let half = |t: Tensor<2>| {
+                let [_, cols] = t.dims();
+                (t.clone().slice([0..faces, 0..cols]) + t.slice([faces..2 * faces, 0..cols]))
+                    .mul_scalar(0.5)
+            };
+            (half(probs), half(pooled))
+        } else {
+            let pooled = self.vit.pool(self.vit.forward_features(input));
+            (softmax(self.vit.forward_head(pooled.clone()), 1), pooled)
+        };
         rows(probs)
             .into_iter()
             .zip(rows(pooled))
@@ -576,6 +593,36 @@ mod tests {
         }
         assert_eq!(loaded.features(&crops()[..2]).len(), 2);
         assert_eq!(loaded.features(&crops()[..1])[0].len(), 16);
+    }
+
+    #[test]
+    fn flip_average_is_the_mean_over_a_face_and_its_mirror_image() {
+        let device = Device::flex();
+        let config = tiny_config();
+        let plain = ExpressionModel::from_parts(config.vit.init(&device), config, &device);
+        let faces = crops();
+        let mirrored: Vec<image::RgbImage> =
+            faces.iter().map(image::imageops::flip_horizontal).collect();
+        let (a, b) = (plain.predict(&faces), plain.predict(&mirrored));
+        let tta = plain.with_flip_average(true);
+        let both = tta.predict(&faces);
+        for ((p, q), t) in a.iter().zip(&b).zip(&both) {
+            for k in 0..3 {
+                let want = 0.5 * (p.probs[k] + q.probs[k]);
+                assert!((t.probs[k] - want).abs() < 1e-5, "{t:?}");
+            }
+            for k in 0..p.feature.len() {
+                let want = 0.5 * (p.feature[k] + q.feature[k]);
+                assert!((t.feature[k] - want).abs() < 1e-4);
+            }
+        }
+        // A face and its mirror image get the same answer.
+        let again = tta.predict(&mirrored);
+        for (t, u) in both.iter().zip(&again) {
+            for (x, y) in t.probs.iter().zip(&u.probs) {
+                assert!((x - y).abs() < 1e-5);
+            }
+        }
     }
 
     #[test]

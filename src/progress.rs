@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mimic::decode::{InputSpec, SourceInfo};
-use mimic::pipeline::{InputFailure, ProgressObserver, RunSummary};
+use mimic::pipeline::{InputFailure, InputNotice, ProgressObserver, RunSummary};
 use mimic::record::FrameResult;
 
 /// An indicatif bar per video: frames done, frames/s and ETA for files; a
@@ -110,6 +110,10 @@ impl ProgressObserver for ProgressReport {
     fn input_failed(&mut self, failure: &InputFailure) {
         self.println(&format!("mimic: {}", failure.message));
     }
+
+    fn input_notice(&mut self, notice: &InputNotice) {
+        self.println(&format!("mimic: {}", notice.message));
+    }
 }
 
 impl Drop for ProgressReport {
@@ -145,7 +149,10 @@ pub fn print_summary(summary: &RunSummary) {
         })
         .collect();
     eprintln!("mimic: busy time per frame: {}", stages.join(", "));
-    if let Some((mean, max)) = summary.latency_ms {
-        eprintln!("mimic: capture-to-row latency: mean {mean:.0} ms, max {max:.0} ms");
+    if let Some(l) = &summary.latency {
+        eprintln!(
+            "mimic: capture-to-row latency: median {:.0} ms, p95 {:.0} ms, max {:.0} ms (mean {:.0})",
+            l.p50_ms, l.p95_ms, l.max_ms, l.mean_ms
+        );
     }
 }

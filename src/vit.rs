@@ -607,13 +607,7 @@ impl Vit {
         sd.put("cls_token", self.cls_token.val());
         sd.put("pos_embed", self.pos_embed.val());
         for (i, b) in self.blocks.iter().enumerate() {
-            let p = format!("blocks.{i}");
-            sd.put_norm(&format!("{p}.norm1"), &b.norm1);
-            sd.put_linear(&format!("{p}.attn.qkv"), &b.attn.qkv);
-            sd.put_linear(&format!("{p}.attn.proj"), &b.attn.proj);
-            sd.put_norm(&format!("{p}.norm2"), &b.norm2);
-            sd.put_linear(&format!("{p}.mlp.fc1"), &b.mlp.fc1);
-            sd.put_linear(&format!("{p}.mlp.fc2"), &b.mlp.fc2);
+            sd.put_block(&format!("blocks.{i}"), b);
         }
         if let Some(n) = &self.norm {
             sd.put_norm("norm", n);
@@ -650,13 +644,7 @@ impl Vit {
         m.pos_embed = Param::from_tensor(sd.take("pos_embed", m.pos_embed.dims(), device)?)
             .set_require_grad(false);
         for (i, b) in m.blocks.iter_mut().enumerate() {
-            let p = format!("blocks.{i}");
-            sd.load_norm(&format!("{p}.norm1"), &mut b.norm1, device)?;
-            sd.load_linear(&format!("{p}.attn.qkv"), &mut b.attn.qkv, device)?;
-            sd.load_linear(&format!("{p}.attn.proj"), &mut b.attn.proj, device)?;
-            sd.load_norm(&format!("{p}.norm2"), &mut b.norm2, device)?;
-            sd.load_linear(&format!("{p}.mlp.fc1"), &mut b.mlp.fc1, device)?;
-            sd.load_linear(&format!("{p}.mlp.fc2"), &mut b.mlp.fc2, device)?;
+            sd.load_block(&format!("blocks.{i}"), b, device)?;
         }
         for (name, slot) in [("norm", &mut m.norm), ("fc_norm", &mut m.fc_norm)] {
             if let Some(n) = slot.as_mut()
@@ -707,6 +695,27 @@ impl StateDict {
         if let Some(b) = &l.bias {
             self.put(&format!("{name}.bias"), b.val());
         }
+    }
+
+    /// Stores a Transformer block under timm's names below `prefix`
+    /// (`prefix.norm1`, `prefix.attn.qkv`, … `prefix.mlp.fc2`).
+    pub fn put_block(&mut self, prefix: &str, b: &Block) {
+        self.put_norm(&format!("{prefix}.norm1"), &b.norm1);
+        self.put_linear(&format!("{prefix}.attn.qkv"), &b.attn.qkv);
+        self.put_linear(&format!("{prefix}.attn.proj"), &b.attn.proj);
+        self.put_norm(&format!("{prefix}.norm2"), &b.norm2);
+        self.put_linear(&format!("{prefix}.mlp.fc1"), &b.mlp.fc1);
+        self.put_linear(&format!("{prefix}.mlp.fc2"), &b.mlp.fc2);
+    }
+
+    /// Loads the block [`put_block`](Self::put_block) stored below `prefix` into `b`.
+    pub fn load_block(&self, prefix: &str, b: &mut Block, device: &Device) -> Result<(), VitError> {
+        self.load_norm(&format!("{prefix}.norm1"), &mut b.norm1, device)?;
+        self.load_linear(&format!("{prefix}.attn.qkv"), &mut b.attn.qkv, device)?;
+        self.load_linear(&format!("{prefix}.attn.proj"), &mut b.attn.proj, device)?;
+        self.load_norm(&format!("{prefix}.norm2"), &mut b.norm2, device)?;
+        self.load_linear(&format!("{prefix}.mlp.fc1"), &mut b.mlp.fc1, device)?;
+        self.load_linear(&format!("{prefix}.mlp.fc2"), &mut b.mlp.fc2, device)
     }
 
     /// Stores `name.weight` (γ) and `name.bias` (β).

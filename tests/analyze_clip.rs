@@ -11,7 +11,7 @@ use cli_common::{Rows, analyze, assert_success, root};
 #[test]
 fn the_readme_command_analyses_the_fixture_clip_with_the_shipped_model() {
     let config: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("models/mimic-ferplus/config.json"))
+        &std::fs::read_to_string(root().join("models/mimic-fast/config.json"))
             .expect("the default model is shipped"),
     )
     .unwrap();

@@ -44,7 +44,7 @@ fn gpu_path_gives_the_cpu_paths_faces_labels_and_probabilities() {
 
     assert_eq!(cpu.rows.len(), gpu.rows.len(), "one row per face on both");
     // The default model's classes, the CSV's probability columns.
-    let classes = mimic::model::read_config(&root().join("models/mimic-ferplus/config.json"))
+    let classes = mimic::model::read_config(&root().join("models/mimic-fast/config.json"))
         .expect("the default model")
         .classes;
     let (label, source, face) = (

@@ -73,6 +73,12 @@ impl InputSpec {
         }
     }
 
+    /// A network stream (a URL other than file://): it can stall, drop and be
+    /// reconnected.
+    pub fn is_network(&self) -> bool {
+        matches!(self, InputSpec::Url(u) if !u.starts_with("file:"))
+    }
+
     /// Live inputs (cameras, network streams) produce frames in real time and never
     /// end by themselves; the pipeline drops frames rather than fall behind on them.
     /// A URL is taken as live unless it is a file:// URL or an http(s) URL (which
@@ -183,6 +189,20 @@ pub enum DecodeError {
         input: String,
         frames: u64,
         reason: String,
+    },
+
+    /// A network stream delivered nothing for the stall timeout; the frames before were
+    /// delivered. A live stream whose sender stops ends so (UDP has no end of stream):
+    /// the analyzer reports it and ends the input normally, or reconnects
+    /// (`--reconnect`).
+    #[error(
+        "input {input}: the stream delivered nothing for {:.1} s (after {frames} frames)",
+        timeout.as_secs_f64()
+    )]
+    Stalled {
+        input: String,
+        frames: u64,
+        timeout: Duration,
     },
 
     /// Decoding ended early: the frames before were delivered, the rest is lost.

@@ -19,7 +19,7 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use ffmpeg::codec;
-use ffmpeg::error::{EAGAIN, ENOENT};
+use ffmpeg::error::{EAGAIN, ENOENT, ETIMEDOUT};
 use ffmpeg::format::Pixel;
 use ffmpeg::frame;
 use ffmpeg::software::scaling;
@@ -130,6 +130,9 @@ pub(crate) struct VideoFileSource {
     watchdog: Arc<Watchdog>,
     is_network: bool,
     stall_timeout: Duration,
+    /// Reading stopped because the stream delivered nothing for `stall_timeout`:
+    /// the source ends with [`DecodeError::Stalled`] rather than `Stopped`.
+    stalled: bool,
 }
 
 impl VideoFileSource {
@@ -193,7 +196,20 @@ impl VideoFileSource {
             move || dog.should_interrupt(),
             dict,
         )
-        .map_err(|e| open_error(&name, is_network, e))?;
+        .map_err(|e| match e {
+            // Nothing arrived within the stall timeout (the watchdog, or the socket's own
+            // timeout): the stream is silent, which --reconnect may wait out.
+            FfError::Exit | FfError::Other { errno: ETIMEDOUT }
+                if is_network && !watchdog.is_cancelled() =>
+            {
+                DecodeError::Stalled {
+                    input: name.clone(),
+                    frames: 0,
+                    timeout: options.stall_timeout,
+                }
+            }
+            e => open_error(&name, is_network, e),
+        })?;
 
         if input.format().name() == "tty" {
             // FFmpeg renders any text file as an "ANSI art" video: not what anyone means.
@@ -292,6 +308,7 @@ impl VideoFileSource {
             state: State::Reading,
             pending_packet: None,
             pending_error: None,
+            stalled: false,
             corrupt: 0,
             consecutive_errors: 0,
             trailing_damage: 0,
@@ -308,6 +325,13 @@ impl VideoFileSource {
     }
 
     fn stopped(&self, reason: String) -> DecodeError {
+        if self.stalled {
+            return DecodeError::Stalled {
+                input: self.name(),
+                frames: self.next_index,
+                timeout: self.stall_timeout,
+            };
+        }
         DecodeError::Stopped {
             input: self.name(),
             at_ms: self.last_pts_ms,
@@ -372,7 +396,10 @@ impl VideoFileSource {
                     self.state = State::Done;
                     return false;
                 }
-                Err(FfError::Exit) => {
+                Err(FfError::Exit) | Err(FfError::Other { errno: ETIMEDOUT })
+                    if self.is_network =>
+                {
+                    self.stalled = true;
                     let reason = format!(
                         "the stream delivered nothing for {:.0} s",
                         self.stall_timeout.as_secs_f64()

@@ -211,8 +211,8 @@ impl FaceDetector {
         }
         let mut out = vec![Vec::new(); pixels.len()];
         for ((width, height), members) in by_size {
-            let scales =
-                boxes::pyramid_scales(width, height, self.config.min_face_size, self.config.factor);
+            let min_face = self.config.min_face_for(width, height);
+            let scales = boxes::pyramid_scales(width, height, min_face, self.config.factor);
             let levels = pixels.pyramid(&members, &scales)?;
             // On the host the levels run side by side (each one split into bands too);
             // a device queues its work in order anyway.

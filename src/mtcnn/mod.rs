@@ -34,6 +34,12 @@ pub struct MtcnnConfig {
     /// Smallest face side searched for, in frame pixels (sets the pyramid's first scale).
     /// `f64` like facenet's Python arithmetic, so the pyramid sizes match exactly.
     pub min_face_size: f64,
+    /// When set, the smallest face searched for is also at least the frame's shorter
+    /// side divided by this: `max(min_face_size, min(w, h) / divisor)`. The pyramid then
+    /// starts at the same size whatever the resolution, so detection costs about as
+    /// much on 1080p as on 360p (facenet has no such setting: `None`). A divisor rather
+    /// than a share so that 360 / 18 is exactly 20 and the pyramid is facenet's there.
+    pub min_face_divisor: Option<f64>,
     /// Score thresholds of P-Net (`>=`), R-Net and O-Net (`>`).
     pub thresholds: [f32; 3],
     /// Ratio between successive pyramid scales, in (0, 1); `f64` as `min_face_size`.
@@ -44,6 +50,7 @@ impl Default for MtcnnConfig {
     fn default() -> Self {
         Self {
             min_face_size: 20.0,
+            min_face_divisor: None,
             thresholds: [0.6, 0.7, 0.7],
             factor: 0.709,
         }
@@ -51,11 +58,35 @@ impl Default for MtcnnConfig {
 }
 
 impl MtcnnConfig {
+    /// The analyzer's default: facenet's settings, and the smallest face at least the
+    /// frame's shorter side / [`ANALYZER_MIN_FACE_DIVISOR`] (20 px on a 360-line frame,
+    /// as facenet; 40 on 720, 60 on 1080).
+    pub fn analyzer_default() -> Self {
+        Self {
+            min_face_divisor: Some(ANALYZER_MIN_FACE_DIVISOR),
+            ..Self::default()
+        }
+    }
+
+    /// Smallest face side searched for in a `width × height` frame, in pixels.
+    pub fn min_face_for(&self, width: u32, height: u32) -> f64 {
+        let short = f64::from(width.min(height));
+        match self.min_face_divisor {
+            Some(divisor) => self.min_face_size.max(short / divisor),
+            None => self.min_face_size,
+        }
+    }
+
     /// Checks the ranges; called by [`FaceDetector::load`].
     pub fn validate(&self) -> Result<(), MtcnnError> {
         let bad = |what: String| Err(MtcnnError::InvalidConfig(what));
         if !(self.min_face_size >= 1.0 && self.min_face_size.is_finite()) {
             return bad(format!("min_face_size {} must be >= 1", self.min_face_size));
+        }
+        if let Some(divisor) = self.min_face_divisor
+            && !(divisor >= 1.0 && divisor.is_finite())
+        {
+            return bad(format!("min_face_divisor {divisor} must be >= 1"));
         }
         if !(self.factor > 0.0 && self.factor < 1.0) {
             return bad(format!("factor {} must be in (0, 1)", self.factor));
@@ -66,6 +97,10 @@ impl MtcnnConfig {
         Ok(())
     }
 }
+
+/// The analyzer's smallest face is at least the frame's shorter side divided by this:
+/// 20 px of 360.
+pub const ANALYZER_MIN_FACE_DIVISOR: f64 = 18.0;
 
 /// Why the detector could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +144,25 @@ mod tests {
         let partial: MtcnnConfig = serde_json::from_str(r#"{"min_face_size": 40}"#).unwrap();
         assert_eq!(partial.min_face_size, 40.0);
         assert_eq!(partial.factor, 0.709);
+    }
+
+    #[test]
+    fn the_analyzers_smallest_face_grows_with_the_frame_and_never_below_the_pixels() {
+        let c = MtcnnConfig::analyzer_default();
+        assert_eq!(
+            c.min_face_for(640, 360),
+            20.0,
+            "exactly facenet's on 360 lines"
+        );
+        assert_eq!(c.min_face_for(1280, 720), 40.0);
+        assert_eq!(c.min_face_for(1080, 1920), 60.0, "portrait");
+        assert_eq!(c.min_face_for(427, 240), 20.0, "never below min_face_size");
+        assert_eq!(MtcnnConfig::default().min_face_for(1920, 1080), 20.0);
+        let bad = MtcnnConfig {
+            min_face_divisor: Some(0.5),
+            ..MtcnnConfig::default()
+        };
+        assert!(bad.validate().is_err());
     }
 
     #[test]

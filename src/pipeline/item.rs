@@ -18,6 +18,9 @@ pub enum Item<T> {
     /// An input failed (could not be opened, or decoding stopped early). The
     /// frames decoded before the failure were already sent.
     Failed(InputFailure),
+    /// Something the user should hear about an input that did not fail it: a
+    /// live stream that stalled and ended, a reconnection.
+    Notice(InputNotice),
 }
 
 impl<T> Item<T> {
@@ -28,6 +31,7 @@ impl<T> Item<T> {
             Item::Work(work) => Item::Work(f(work)),
             Item::Skipped(skipped) => Item::Skipped(skipped),
             Item::Failed(failure) => Item::Failed(failure),
+            Item::Notice(notice) => Item::Notice(notice),
         }
     }
 
@@ -38,6 +42,7 @@ impl<T> Item<T> {
             Item::Work(work) => Item::Work(f(work)?),
             Item::Skipped(skipped) => Item::Skipped(skipped),
             Item::Failed(failure) => Item::Failed(failure),
+            Item::Notice(notice) => Item::Notice(notice),
         })
     }
 }
@@ -63,6 +68,13 @@ impl SkippedFrame {
 /// An input that failed, with the error's whole chain already rendered.
 #[derive(Clone, Debug)]
 pub struct InputFailure {
+    pub input: String,
+    pub message: String,
+}
+
+/// A message about an input that does not fail it (see [`Item::Notice`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputNotice {
     pub input: String,
     pub message: String,
 }

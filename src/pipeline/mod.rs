@@ -13,10 +13,26 @@
 //! records the error, raises the flag and drops its receiver, which stops the
 //! stages before it; the stages after it drain and finish, so every row already
 //! produced is written.
+//!
+//! | file | stage |
+//! |---|---|
+//! | `decode.rs` | inputs opened in turn, frames handed on (bounded, or newest-wins in live mode) |
+//! | `detect.rs` | MTCNN per frame or per batch of waiting frames; `--detect-every` following |
+//! | `align.rs` | one aligned, model-ready crop per face (GPU or host) |
+//! | `infer.rs` | the expression model on batches of crops spanning frames |
+//! | `track.rs` | track ids, smoothed probabilities, the frame's result |
+//! | `write.rs` | every frame to every sink, on the calling thread |
 
+mod align;
+mod decode;
+mod detect;
+mod infer;
 mod item;
+mod latency;
 mod latest;
 mod stats;
+mod track;
+mod write;
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,26 +40,28 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded};
+use crossbeam_channel::bounded;
 
-pub use item::{InputFailure, Item, SkippedFrame};
+pub use item::{InputFailure, InputNotice, Item, SkippedFrame};
+pub use latency::{LatencyHistogram, LatencySummary};
 pub use latest::LatestFrameQueue;
 pub use stats::{Stage, StageClock, StageClocks};
 
-use burn::tensor::Tensor;
-
-use crate::align::align_face;
-use crate::decode::{DecodeOptions, InputSpec, SourceInfo, open_with};
-use crate::frame::{Frame, RgbImage};
-use crate::geometry::{BBox, FaceDetection, Landmarks};
-use crate::gpu::{self, CropStyle, FaceCrop, GpuError};
-use crate::model::{ExpressionModel, Prediction};
-use crate::mtcnn::{FaceDetector, FollowedFace};
-use crate::record::{FaceResult, FrameResult, FrameStatus};
+use crate::decode::{DecodeOptions, InputSpec, SourceInfo};
+use crate::gpu::{CropStyle, GpuError};
+use crate::model::ExpressionModel;
+use crate::mtcnn::FaceDetector;
+use crate::record::FrameResult;
 use crate::sink::{Sink, SinkError};
-use crate::track::{
-    ProbabilitySmoother, ShotCutConfig, ShotCutDetector, SmootherConfig, Tracker, TrackerConfig,
-};
+use crate::track::{ShotCutConfig, SmootherConfig, TrackerConfig};
+
+use align::{AlignedFrame, align_stage};
+pub use decode::ReconnectPolicy;
+use decode::{FeedReceiver, FeedSender, decode_stage};
+use detect::{DetectedFrame, detect_batch, detect_stage};
+use infer::{ScoredFrame, infer_stage};
+use track::{Finished, track_stage};
+use write::write_stage;
 
 /// A request to stop, shared by every stage and by whoever may ask for it
 /// (Ctrl-C handler, preview window).
@@ -108,6 +126,10 @@ pub struct PipelineOptions {
     /// frames through P-Net measured slower). Live mode always takes the newest frame
     /// alone.
     pub detect_batch: Option<NonZeroUsize>,
+    /// A network stream that delivers nothing for this long has stalled.
+    pub stall_timeout: Duration,
+    /// Reconnection of network inputs that stall or drop.
+    pub reconnect: ReconnectPolicy,
 }
 
 /// Frames per detector pass in batch mode on the GPU, unless set.
@@ -128,6 +150,10 @@ pub trait ProgressObserver {
     fn input_started(&mut self, info: &SourceInfo);
     fn frame_written(&mut self, result: &FrameResult);
     fn input_failed(&mut self, failure: &InputFailure);
+    /// A stall taken as the end of a stream, a reconnection.
+    fn input_notice(&mut self, notice: &InputNotice) {
+        let _ = notice;
+    }
 }
 
 /// What a run did.
@@ -142,8 +168,10 @@ pub struct RunSummary {
     /// Busy time of each stage, in pipeline order.
     pub stage_busy: Vec<(Stage, Duration)>,
     pub failures: Vec<InputFailure>,
-    /// Capture-to-row latency of analysed frames: mean and max, in ms.
-    pub latency_ms: Option<(f64, f64)>,
+    /// What happened to inputs without failing them (stalls, reconnections).
+    pub notices: Vec<InputNotice>,
+    /// Capture-to-row latency of the analysed frames.
+    pub latency: Option<LatencySummary>,
     /// Set when the run stopped early on request (Ctrl-C, preview closed, closed stdout).
     pub interrupted: bool,
 }
@@ -167,66 +195,11 @@ pub enum PipelineError {
     StagePanicked(&'static str, String),
 }
 
-/// A frame with the faces found in it.
-struct DetectedFrame {
-    frame: Frame,
-    faces: Vec<FaceDetection>,
-    /// The frame as the detector uploaded it to the GPU, when it runs there: the frames
-    /// uploaded together (`[n, 3, h, w]`) and this one's index among them. The face crops
-    /// are cut from this copy, so each frame is uploaded once.
-    on_device: Option<(Tensor<4>, usize)>,
-}
-
-/// A frame with one model-ready crop per face.
-struct AlignedFrame {
-    frame: Frame,
-    faces: Vec<FaceDetection>,
-    crops: Crops,
-}
-
-/// The model-ready crops of one frame's faces.
-enum Crops {
-    /// 8-bit crops in memory, normalised by [`ExpressionModel::preprocess`].
-    Host(Vec<RgbImage>),
-    /// Already the model's input `[faces, 3, size, size]` on the GPU
-    /// ([`gpu::face_crops`]).
-    Device(Tensor<4>),
-}
-
-impl Default for Crops {
-    fn default() -> Self {
-        Crops::Host(Vec::new())
-    }
-}
-
-impl Crops {
-    fn len(&self) -> usize {
-        match self {
-            Crops::Host(crops) => crops.len(),
-            Crops::Device(input) => input.dims()[0],
-        }
-    }
-}
-
-/// A frame with the model's prediction per face.
-struct ScoredFrame {
-    frame: Frame,
-    faces: Vec<FaceDetection>,
-    predictions: Vec<Prediction>,
-}
-
-/// A finished result with the instant its frame was captured, so that the
-/// writer measures capture-to-row latency when the row is written.
-struct Finished {
-    result: FrameResult,
-    captured_at: Instant,
-}
-
 /// Runs the whole pipeline over `inputs`, writing every frame to `sinks`.
 pub fn run(
     inputs: Vec<InputSpec>,
-    finder: FaceFinder,
-    model: ExpressionModel,
+    finder: Arc<FaceFinder>,
+    model: Arc<ExpressionModel>,
     options: PipelineOptions,
     sinks: &mut [Box<dyn Sink>],
     stop: &StopFlag,
@@ -235,7 +208,13 @@ pub fn run(
     let started = Instant::now();
     let clocks = Arc::new(StageClocks::default());
     let first_error: Arc<Mutex<Option<PipelineError>>> = Arc::default();
-    let cap = options.queue_frames.max(1);
+    // Live mode keeps at most one frame waiting between two stages, so that a row
+    // follows its capture as closely as the stages allow.
+    let cap = if options.live {
+        1
+    } else {
+        options.queue_frames.max(1)
+    };
     let input_count = inputs.len();
     let frames_per_detection = detect_batch(&options, &finder);
 
@@ -256,9 +235,9 @@ pub fn run(
     let style = CropStyle::of_model(model.config());
     let decode_options = DecodeOptions {
         cancel: Some(stop.shared()),
+        stall_timeout: options.stall_timeout,
         ..DecodeOptions::default()
     };
-    let model = Arc::new(model);
 
     // Each stage runs on its own named thread. A stage that fails or panics
     // records the first error and raises the stop flag; dropping its channel
@@ -286,8 +265,17 @@ pub fn run(
     let handles = [
         spawn("decode", {
             let (stop, clocks, keep_going) = (stop.clone(), clocks.clone(), options.keep_going);
+            let reconnect = options.reconnect;
             Box::new(move || {
-                decode_stage(inputs, &decode_options, feed_tx, &stop, &clocks, keep_going);
+                decode_stage(
+                    inputs,
+                    &decode_options,
+                    reconnect,
+                    feed_tx,
+                    &stop,
+                    &clocks,
+                    keep_going,
+                );
                 Ok(())
             })
         }),
@@ -295,6 +283,7 @@ pub fn run(
             let clocks = clocks.clone();
             let every = options.detect_every;
             let batch = frames_per_detection;
+            let finder = finder.clone();
             Box::new(move || detect_stage(feed_rx, detected_tx, &finder, every, batch, &clocks))
         }),
         spawn("align", {
@@ -359,590 +348,4 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .cloned()
         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_else(|| "unknown panic".to_string())
-}
-
-/// The decoder's end of the first hand-over.
-enum FeedSender {
-    Bounded(Sender<Item<Frame>>),
-    Live(Arc<LatestFrameQueue>),
-}
-
-impl FeedSender {
-    /// False when the next stage is gone.
-    fn send(&self, item: Item<Frame>) -> bool {
-        match self {
-            FeedSender::Bounded(tx) => tx.send(item).is_ok(),
-            FeedSender::Live(queue) => {
-                queue.put(item);
-                true
-            }
-        }
-    }
-}
-
-impl Drop for FeedSender {
-    fn drop(&mut self) {
-        if let FeedSender::Live(queue) = self {
-            queue.close();
-        }
-    }
-}
-
-enum FeedReceiver {
-    Bounded(Receiver<Item<Frame>>),
-    Live(Arc<LatestFrameQueue>),
-}
-
-impl FeedReceiver {
-    fn recv(&self) -> Option<Item<Frame>> {
-        match self {
-            FeedReceiver::Bounded(rx) => rx.recv().ok(),
-            FeedReceiver::Live(queue) => queue.take(),
-        }
-    }
-
-    /// The next item if one is already waiting (never in live mode, where the newest
-    /// frame is taken alone).
-    fn try_recv(&self) -> Option<Item<Frame>> {
-        match self {
-            FeedReceiver::Bounded(rx) => rx.try_recv().ok(),
-            FeedReceiver::Live(_) => None,
-        }
-    }
-}
-
-fn decode_stage(
-    inputs: Vec<InputSpec>,
-    decode_options: &DecodeOptions,
-    feed: FeedSender,
-    stop: &StopFlag,
-    clocks: &StageClocks,
-    keep_going: bool,
-) {
-    let clock = clocks.get(Stage::Decode);
-    for spec in inputs {
-        if stop.is_raised() {
-            return;
-        }
-        let failure = |e: &dyn std::fmt::Display| {
-            Item::Failed(InputFailure {
-                input: spec.source_id().to_string(),
-                message: e.to_string(),
-            })
-        };
-        let mut source = match open_with(&spec, decode_options) {
-            Ok(source) => source,
-            Err(e) => {
-                if !feed.send(failure(&e)) || !keep_going {
-                    stop.raise();
-                    return;
-                }
-                continue;
-            }
-        };
-        if !feed.send(Item::Start(source.info())) {
-            return;
-        }
-        while !stop.is_raised() {
-            match clock.time(1, || source.next()) {
-                None => break,
-                Some(Ok(frame)) => {
-                    if !feed.send(Item::Work(frame)) {
-                        return;
-                    }
-                }
-                Some(Err(e)) => {
-                    if !feed.send(failure(&e)) || !keep_going {
-                        stop.raise();
-                        return;
-                    }
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// A whole image taken as one face (`--crops`): no landmarks.
-fn whole_image_face(image: &RgbImage) -> FaceDetection {
-    FaceDetection {
-        bbox: BBox {
-            x1: 0.0,
-            y1: 0.0,
-            x2: image.width() as f32,
-            y2: image.height() as f32,
-        },
-        score: 1.0,
-        landmarks: [[f32::NAN; 2]; 5],
-    }
-}
-
-/// Frames per detector pass: see [`PipelineOptions::detect_batch`].
-fn detect_batch(options: &PipelineOptions, finder: &FaceFinder) -> usize {
-    let on_gpu = matches!(finder, FaceFinder::Detect(d) if d.runs_on_gpu());
-    match options.detect_batch {
-        _ if options.live || options.detect_every.get() > 1 => 1,
-        Some(n) => n.get(),
-        None if on_gpu => GPU_DETECT_BATCH,
-        None => 1,
-    }
-}
-
-fn detect_stage(
-    feed: FeedReceiver,
-    out: Sender<Item<DetectedFrame>>,
-    finder: &FaceFinder,
-    detect_every: NonZeroUsize,
-    batch: usize,
-    clocks: &StageClocks,
-) -> Result<(), PipelineError> {
-    let clock = clocks.get(Stage::Detect);
-    let mut follower = Follower::new(detect_every);
-    while let Some(first) = feed.recv() {
-        // Batch mode: the frames already waiting, up to `batch`, stopping at an input's
-        // start or failure (which must keep its place between frames).
-        let mut items = vec![first];
-        while items.len() < batch && matches!(items.last(), Some(Item::Work(_))) {
-            match feed.try_recv() {
-                Some(item) => items.push(item),
-                None => break,
-            }
-        }
-        if items
-            .iter()
-            .any(|i| matches!(i, Item::Start(_) | Item::Failed(_)))
-        {
-            follower.forget();
-        }
-        let frames: Vec<&Frame> = items
-            .iter()
-            .filter_map(|item| match item {
-                Item::Work(frame) => Some(frame),
-                _ => None,
-            })
-            .collect();
-        let mut found = clock
-            .time(frames.len() as u64, || {
-                find_faces(finder, &frames, &mut follower)
-            })?
-            .into_iter();
-        for item in items {
-            let item = item.map(|frame| {
-                let (faces, on_device) = found.next().expect("one result per frame");
-                DetectedFrame {
-                    frame,
-                    faces,
-                    on_device,
-                }
-            });
-            if out.send(item).is_err() {
-                return Ok(());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The faces of each of `frames` (consecutive frames of one input), and where the GPU
-/// path left the frames' pixels: `(faces, Some((pixels, index)))`, `pixels` shared by the
-/// frames uploaded together.
-type FoundFaces = (Vec<FaceDetection>, Option<(Tensor<4>, usize)>);
-
-fn find_faces(
-    finder: &FaceFinder,
-    frames: &[&Frame],
-    follower: &mut Follower,
-) -> Result<Vec<FoundFaces>, PipelineError> {
-    let FaceFinder::Detect(detector) = finder else {
-        return Ok(frames
-            .iter()
-            .map(|f| (vec![whole_image_face(&f.image)], None))
-            .collect());
-    };
-    let mut results = Vec::with_capacity(frames.len());
-    // Runs of equal-size frames share each pass (a stream's size can change).
-    for run in frames.chunk_by(|a, b| a.image.dimensions() == b.image.dimensions()) {
-        let images: Vec<&RgbImage> = run.iter().map(|f| &f.image).collect();
-        let (found, pixels) = if detector.runs_on_gpu() {
-            let pixels = gpu::upload_frames(&images, detector.device())?;
-            let found = match follower.previous_to_follow() {
-                Some(previous) => vec![detector.follow_on_device(pixels.clone(), previous)?],
-                None => detector.detect_on_device(pixels.clone())?,
-            };
-            (found, Some(pixels))
-        } else {
-            let found = match follower.previous_to_follow() {
-                Some(previous) => vec![detector.follow(images[0], previous)],
-                None => detector.detect_batch_followable(&images),
-            };
-            (found, None)
-        };
-        for (index, faces) in found.into_iter().enumerate() {
-            let on_device = pixels.as_ref().map(|p| (p.clone(), index));
-            results.push((follower.remember(faces), on_device));
-        }
-    }
-    Ok(results)
-}
-
-/// `--detect-every K`: which frames are detected in full and which follow the faces of
-/// the frame before ([`FaceDetector::follow`]). With K > 1 the stage hands it one frame
-/// at a time.
-struct Follower {
-    every: usize,
-    /// The faces of the previous analysed frame of the current input.
-    previous: Option<Vec<FollowedFace>>,
-    /// Frames analysed since the last full detection.
-    since_full: usize,
-}
-
-impl Follower {
-    fn new(every: NonZeroUsize) -> Self {
-        Self {
-            every: every.get(),
-            previous: None,
-            since_full: 0,
-        }
-    }
-
-    /// A new input: its first frame is detected in full.
-    fn forget(&mut self) {
-        self.previous = None;
-    }
-
-    /// The faces the next frame should follow, or `None` when it is detected in full.
-    fn previous_to_follow(&mut self) -> Option<&[FollowedFace]> {
-        match &self.previous {
-            Some(faces) if self.since_full < self.every => {
-                self.since_full += 1;
-                Some(faces.as_slice())
-            }
-            _ => {
-                self.since_full = 1;
-                None
-            }
-        }
-    }
-
-    /// Keeps a frame's faces for the next one; returns the detections.
-    fn remember(&mut self, faces: Vec<FollowedFace>) -> Vec<FaceDetection> {
-        let detections = faces.iter().map(|f| f.face).collect();
-        self.previous = Some(faces);
-        detections
-    }
-}
-
-fn align_stage(
-    input: Receiver<Item<DetectedFrame>>,
-    out: Sender<Item<AlignedFrame>>,
-    template: &Landmarks,
-    style: &CropStyle,
-    clocks: &StageClocks,
-) -> Result<(), PipelineError> {
-    let clock = clocks.get(Stage::Align);
-    for item in input {
-        let item = item.try_map(|detected| {
-            let crops = clock.time(1, || align_crops(&detected, template, style))?;
-            let DetectedFrame { frame, faces, .. } = detected;
-            Ok::<_, PipelineError>(AlignedFrame {
-                frame,
-                faces,
-                crops,
-            })
-        })?;
-        if out.send(item).is_err() {
-            return Ok(());
-        }
-    }
-    Ok(())
-}
-
-/// One model-ready crop per face of a frame: cut on the GPU from the frame the detector
-/// uploaded, else on the host (aligned onto `template`; a face without landmarks, from
-/// `--crops`, is the whole image resized).
-fn align_crops(
-    detected: &DetectedFrame,
-    template: &Landmarks,
-    style: &CropStyle,
-) -> Result<Crops, GpuError> {
-    let DetectedFrame {
-        frame,
-        faces,
-        on_device,
-    } = detected;
-    if let Some((pixels, index)) = on_device {
-        let crops: Vec<FaceCrop> = faces
-            .iter()
-            .map(|face| FaceCrop::from_landmarks(*index, &face.landmarks, template))
-            .collect();
-        return Ok(Crops::Device(gpu::face_crops(
-            pixels.clone(),
-            &crops,
-            style,
-        )?));
-    }
-    let size = style.size;
-    Ok(Crops::Host(
-        faces
-            .iter()
-            .map(|face| {
-                if face.landmarks[0][0].is_finite() {
-                    align_face(&frame.image, &face.landmarks, template, size)
-                } else {
-                    image::imageops::resize(
-                        &frame.image,
-                        size,
-                        size,
-                        image::imageops::FilterType::Triangle,
-                    )
-                }
-            })
-            .collect(),
-    ))
-}
-
-/// Classifies faces in batches that span frames: it takes whatever frames are
-/// already waiting (up to `batch` faces) so the model sees full batches when
-/// the detector is ahead, and never waits for a batch to fill.
-fn infer_stage(
-    input: Receiver<Item<AlignedFrame>>,
-    out: Sender<Item<ScoredFrame>>,
-    model: &ExpressionModel,
-    batch: usize,
-    clocks: &StageClocks,
-) -> Result<(), PipelineError> {
-    let clock = clocks.get(Stage::Infer);
-    let crop_count = |item: &Item<AlignedFrame>| match item {
-        Item::Work(frame) => frame.crops.len(),
-        _ => 0,
-    };
-    while let Ok(first) = input.recv() {
-        let mut faces = crop_count(&first);
-        let mut pending = vec![first];
-        while faces < batch {
-            let Ok(item) = input.try_recv() else { break };
-            faces += crop_count(&item);
-            pending.push(item);
-        }
-        let crops: Vec<Crops> = pending
-            .iter_mut()
-            .filter_map(|item| match item {
-                Item::Work(frame) => Some(std::mem::take(&mut frame.crops)),
-                _ => None,
-            })
-            .collect();
-        let mut predictions = clock
-            .time(faces as u64, || predict_crops(model, crops))
-            .into_iter();
-        for item in pending {
-            let item = item.map(|AlignedFrame { frame, faces, .. }| ScoredFrame {
-                predictions: predictions.by_ref().take(faces.len()).collect(),
-                frame,
-                faces,
-            });
-            if out.send(item).is_err() {
-                return Ok(());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The model's predictions for the crops of several frames, in order, from one forward
-/// pass.
-fn predict_crops(model: &ExpressionModel, parts: Vec<Crops>) -> Vec<Prediction> {
-    // Consecutive host crops are normalised together; on the CPU path that is all of
-    // them, in one input.
-    let mut inputs: Vec<Tensor<4>> = Vec::new();
-    let mut host: Vec<RgbImage> = Vec::new();
-    for part in parts {
-        match part {
-            Crops::Host(crops) => host.extend(crops),
-            Crops::Device(input) => {
-                if !host.is_empty() {
-                    inputs.push(model.preprocess(&std::mem::take(&mut host)));
-                }
-                inputs.push(input);
-            }
-        }
-    }
-    if !host.is_empty() {
-        inputs.push(model.preprocess(&host));
-    }
-    match inputs.len() {
-        0 => Vec::new(),
-        1 => model.predict_input(inputs.remove(0)),
-        _ => model.predict_input(Tensor::cat(inputs, 0)),
-    }
-}
-
-/// Per-input tracking state: a new input starts with fresh tracks.
-struct TrackState {
-    tracker: Tracker,
-    smoother: ProbabilitySmoother,
-    cuts: Option<ShotCutDetector>,
-}
-
-impl TrackState {
-    fn new(options: &TrackingOptions) -> Result<Self, PipelineError> {
-        let invalid = |e: crate::track::TrackConfigError| PipelineError::Tracking(e.to_string());
-        Ok(Self {
-            tracker: Tracker::new(options.tracker.clone()).map_err(invalid)?,
-            smoother: ProbabilitySmoother::new(options.smoother.clone()).map_err(invalid)?,
-            cuts: options
-                .shot_cuts
-                .clone()
-                .map(ShotCutDetector::new)
-                .transpose()
-                .map_err(invalid)?,
-        })
-    }
-
-    /// Track ids and smoothed probabilities of one frame's faces, in place.
-    fn update(&mut self, frame: &Frame, faces: &mut [FaceResult], features: &[Vec<f32>]) {
-        if let Some(cuts) = self.cuts.as_mut() {
-            if cuts.is_cut(&frame.image) {
-                self.tracker.new_shot();
-            }
-        }
-        let detections: Vec<FaceDetection> = faces.iter().map(|f| f.detection).collect();
-        let appearance = (features.len() == faces.len()).then_some(features);
-        for assignment in self.tracker.update(frame.pts_ms, &detections, appearance) {
-            let face = &mut faces[assignment.detection];
-            face.track_id = Some(assignment.track_id);
-            face.smoothed = Some(self.smoother.update(
-                assignment.track_id,
-                frame.pts_ms,
-                &face.probs,
-            ));
-        }
-        for retired in self.tracker.drain_retired() {
-            self.smoother.forget(retired);
-        }
-    }
-}
-
-/// Gives faces their track ids and smoothed probabilities (one tracker per
-/// input) and turns frames into results.
-fn track_stage(
-    input: Receiver<Item<ScoredFrame>>,
-    out: Sender<Item<Finished>>,
-    tracking: Option<TrackingOptions>,
-    keep_images: bool,
-    clocks: &StageClocks,
-) -> Result<(), PipelineError> {
-    let clock = clocks.get(Stage::Track);
-    let mut state = None;
-    for item in input {
-        if let (Item::Start(_), Some(options)) = (&item, &tracking) {
-            state = Some(TrackState::new(options)?);
-        }
-        let item = item.map(
-            |ScoredFrame {
-                 frame,
-                 faces,
-                 predictions,
-             }| {
-                let (probs, features): (Vec<_>, Vec<_>) = predictions
-                    .into_iter()
-                    .map(|p| (p.probs, p.feature))
-                    .unzip();
-                let mut results: Vec<FaceResult> = faces
-                    .into_iter()
-                    .zip(probs)
-                    .enumerate()
-                    .map(|(face, (detection, probs))| FaceResult {
-                        face,
-                        track_id: None,
-                        detection,
-                        probs,
-                        smoothed: None,
-                    })
-                    .collect();
-                if let Some(state) = state.as_mut() {
-                    clock.time(1, || state.update(&frame, &mut results, &features));
-                }
-                Finished {
-                    captured_at: frame.captured_at,
-                    result: FrameResult {
-                        source: frame.source,
-                        index: frame.index,
-                        pts_ms: frame.pts_ms,
-                        status: FrameStatus::Analyzed,
-                        faces: results,
-                        latency_ms: None,
-                        image: keep_images.then_some(frame.image),
-                    },
-                }
-            },
-        );
-        if out.send(item).is_err() {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// Writes every frame to every sink, in order, on the calling thread (so that
-/// a preview window lives on the thread that created it).
-fn write_stage(
-    input: Receiver<Item<Finished>>,
-    sinks: &mut [Box<dyn Sink>],
-    clocks: &StageClocks,
-    progress: &mut dyn ProgressObserver,
-    summary: &mut RunSummary,
-) -> Result<(), SinkError> {
-    let clock = clocks.get(Stage::Write);
-    let mut latency_sum = 0.0;
-    let mut latency_max: f64 = 0.0;
-    for item in input {
-        let result = match item {
-            Item::Start(info) => {
-                progress.input_started(&info);
-                continue;
-            }
-            Item::Failed(failure) => {
-                progress.input_failed(&failure);
-                summary.failures.push(failure);
-                continue;
-            }
-            Item::Skipped(SkippedFrame {
-                source,
-                index,
-                pts_ms,
-            }) => FrameResult {
-                source,
-                index,
-                pts_ms,
-                status: FrameStatus::Skipped,
-                faces: Vec::new(),
-                latency_ms: None,
-                image: None,
-            },
-            Item::Work(Finished {
-                mut result,
-                captured_at,
-            }) => {
-                let latency = captured_at.elapsed().as_secs_f64() * 1e3;
-                latency_sum += latency;
-                latency_max = latency_max.max(latency);
-                result.latency_ms = Some(latency);
-                result
-            }
-        };
-        clock.time(1, || {
-            sinks.iter_mut().try_for_each(|sink| sink.write(&result))
-        })?;
-        summary.frames += 1;
-        match result.status {
-            FrameStatus::Analyzed => summary.analyzed_frames += 1,
-            FrameStatus::Skipped => summary.skipped_frames += 1,
-        }
-        summary.faces += result.faces.len() as u64;
-        progress.frame_written(&result);
-    }
-    if summary.analyzed_frames > 0 {
-        summary.latency_ms = Some((latency_sum / summary.analyzed_frames as f64, latency_max));
-    }
-    Ok(())
 }

@@ -42,7 +42,11 @@ pub struct LoopControl {
     pub max_steps: Option<usize>,
     /// Write a checkpoint at least this often inside an epoch.
     pub checkpoint_every: Duration,
+    /// Stop (with a checkpoint) once this session has trained this long: a
+    /// slice of a longer run that must fit a lease of a machine.
+    pub max_time: Option<Duration>,
     steps: usize,
+    started: Instant,
     last_checkpoint: Instant,
 }
 
@@ -56,15 +60,25 @@ impl LoopControl {
             stop,
             max_steps,
             checkpoint_every,
+            max_time: None,
             steps: 0,
+            started: Instant::now(),
             last_checkpoint: Instant::now(),
         }
+    }
+
+    /// Stop after `minutes` of this session (`None`: no limit).
+    pub fn with_max_minutes(mut self, minutes: Option<f64>) -> Self {
+        self.max_time = minutes.map(|m| Duration::from_secs_f64(m.max(0.0) * 60.0));
+        self
     }
 
     /// Counts one step; true when the session should stop now.
     pub fn step_and_check_stop(&mut self) -> bool {
         self.steps += 1;
-        self.stop.load(Ordering::SeqCst) || self.max_steps.is_some_and(|m| self.steps >= m)
+        self.stop.load(Ordering::SeqCst)
+            || self.max_steps.is_some_and(|m| self.steps >= m)
+            || self.max_time.is_some_and(|t| self.started.elapsed() >= t)
     }
 
     /// True when a periodic checkpoint is due (and resets the clock).

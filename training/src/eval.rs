@@ -41,12 +41,18 @@ pub struct EvalOptions {
     pub batch_size: usize,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
     pub device: DeviceChoice,
+    /// Average each face's prediction with its mirror image's (true) or not
+    /// (false), whatever the package says (default: as the package says).
+    #[arg(long)]
+    pub flip_average: Option<bool>,
 }
 
 /// What `summary.json` holds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EvalSummary {
     pub model: String,
+    #[serde(default)]
+    pub flip_average: bool,
     pub dataset: String,
     pub split: String,
     pub images: usize,
@@ -94,7 +100,19 @@ pub fn eval(opts: &EvalOptions) -> Result<EvalSummary> {
     let (device, description) = select(opts.device)?;
     let dir = package_dir(&opts.model);
     let model = ExpressionModel::load(&dir, &device)?;
-    eprintln!("model {} on {description}", dir.display());
+    let model = match opts.flip_average {
+        Some(on) => model.with_flip_average(on),
+        None => model,
+    };
+    eprintln!(
+        "model {} on {description}{}",
+        dir.display(),
+        if model.config().flip_average {
+            ", each face averaged with its mirror image"
+        } else {
+            ""
+        }
+    );
     let set = crate::data::load(kind, &opts.data, split, LabelMode::Majority)?;
     let started = std::time::Instant::now();
     let confusion = evaluate_package(&model, &set, opts.batch_size)?;
@@ -119,6 +137,7 @@ pub fn eval(opts: &EvalOptions) -> Result<EvalSummary> {
         .with_context(|| format!("cannot write {}", png.display()))?;
     let summary = EvalSummary {
         model: dir.display().to_string(),
+        flip_average: model.config().flip_average,
         dataset: opts.dataset.clone(),
         split: split.to_string(),
         images: confusion.total(),

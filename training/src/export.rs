@@ -46,6 +46,10 @@ pub struct ExportOptions {
     pub test: bool,
     #[arg(long, default_value_t = 256)]
     pub batch_size: usize,
+    /// The package averages each face's prediction with its mirror image's
+    /// (twice the cost per face; measure it with `eval --flip-average true` first).
+    #[arg(long)]
+    pub flip_average: bool,
 }
 
 /// Writes the package; returns its folder.
@@ -55,7 +59,7 @@ pub fn export(opts: &ExportOptions) -> Result<PathBuf> {
     }
     let source = package_dir(&opts.run);
     let device = burn::tensor::Device::flex();
-    let model = ExpressionModel::load(&source, &device)?;
+    let model = ExpressionModel::load(&source, &device)?.with_flip_average(opts.flip_average);
     let run_dir = if source.ends_with(crate::finetune::BEST_DIR) {
         source.parent().map(Path::to_path_buf)
     } else {
@@ -99,6 +103,19 @@ pub fn export(opts: &ExportOptions) -> Result<PathBuf> {
     }
     if let Some(o) = &pretrain_options {
         provenance.insert("pretrain_command".into(), command_line("pretrain", o));
+    }
+    // A run that continued a fine-tuned package: that package's own recipe
+    // comes first.
+    if let Some(earlier) = pretrain_dir
+        .as_ref()
+        .and_then(|d| mimic::model::read_config(&d.join(mimic::model::CONFIG_FILE)).ok())
+    {
+        for key in ["pretrain_command", "finetune_command"] {
+            if let Some(cmd) = earlier.provenance.get(key) {
+                provenance.insert(format!("earlier_{key}"), cmd.clone());
+            }
+        }
+        provenance.insert("earlier_package".into(), earlier.name);
     }
     config.provenance = provenance;
 
@@ -227,7 +244,25 @@ fn model_card(
         config.std
     )
     .unwrap();
+    if config.flip_average {
+        s += "Each face is classified twice, as it is and mirrored left-right, and the two \
+              probability vectors are averaged (`flip_average` in `config.json`; twice the \
+              network's cost per face).\n\n";
+    }
     s += "## Recipe\n\n";
+    if let Some(earlier) = config.provenance.get("earlier_package") {
+        writeln!(
+            s,
+            "Continues the fine-tuned package `{earlier}`, itself made by these commands:\n"
+        )
+        .unwrap();
+        for key in ["earlier_pretrain_command", "earlier_finetune_command"] {
+            if let Some(cmd) = config.provenance.get(key) {
+                writeln!(s, "```\n{cmd}\n```\n").unwrap();
+            }
+        }
+        s += "and then:\n\n";
+    }
     for key in ["pretrain_command", "finetune_command"] {
         if let Some(cmd) = config.provenance.get(key) {
             writeln!(s, "```\n{cmd}\n```\n").unwrap();

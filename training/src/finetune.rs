@@ -6,8 +6,11 @@
 //! faces of the batch, each with its class distribution. The loss is
 //! `CE(logits, smoothed targets) + w · L_mix-supcon(projections, targets)`
 //! ([`crate::mix_supcon`]), the projection head an MLP on the pooled feature.
-//! After every epoch the model is evaluated on the valid split (majority
-//! labels); the best epoch is kept as a model package in `<run>/best/`.
+//! The cross-entropy term can be corrected for the class prior
+//! ([`crate::balance`]) and joined by a teacher's soft targets
+//! ([`crate::distill`]). After every epoch the model is evaluated on the valid
+//! split (majority labels); the best epoch by `--select` is kept as a model
+//! package in `<run>/best/`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -21,19 +24,24 @@ use burn::nn::Linear;
 use burn::optim::GradientsParams;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
-use mimic::model::{ExpressionModel, IMAGENET_MEAN, IMAGENET_STD, ModelConfig, read_safetensors};
+use mimic::model::{
+    ExpressionModel, IMAGENET_MEAN, IMAGENET_STD, ModelConfig, read_config, read_safetensors,
+};
 use mimic::vit::{GlobalPool, Vit, xavier_linear};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::balance::{BalanceMode, ClassBalance};
 use crate::control::{EpochProgress, LoopControl, Outcome, format_duration, prefetch};
 use crate::data::{DatasetError, DatasetKind, LabelMode, LabeledSet, Split};
 use crate::device::{DeviceChoice, select};
+use crate::distill::{Teacher, distillation_loss};
 use crate::images::{
     CropBox, ImageStore, Normalization, PixelAugment, random_erase, random_resized_crop, render,
 };
-use crate::metrics::{Confusion, argmax};
+use crate::mae_package::{MAE_INFO, MAE_WEIGHTS, MaePackage};
+use crate::metrics::{Confusion, Selection, argmax};
 use crate::mix::{MixMode, mix_pair};
 use crate::mix_supcon::{mix_supcon_loss, smooth_labels, soft_cross_entropy};
 use crate::optim::{AdamWOptions, LrGroups, adamw, clip_grad_norm, trainable_params, vit_layer_id};
@@ -66,8 +74,10 @@ pub struct FinetuneOptions {
     /// Run folder; re-running the same command resumes the run in it.
     #[arg(long)]
     pub out: PathBuf,
-    /// MAE pre-training run folder (or its encoder.safetensors) to start
-    /// from; from scratch when absent.
+    /// Where to start: an MAE pre-training run folder, a shipped MAE package
+    /// or an `encoder.safetensors` (the encoder; a new head), or a fine-tuned
+    /// model package (the whole network, head included, to continue
+    /// fine-tuning it). From scratch when absent.
     #[arg(long)]
     pub init: Option<PathBuf>,
     /// Preset when training from scratch (with --init the encoder's shape is used).
@@ -151,6 +161,34 @@ pub struct FinetuneOptions {
     /// Output width of the projection head.
     #[arg(long, default_value_t = 128)]
     pub proj_dim: usize,
+    /// Correct the cross-entropy for the training set's class prior so that
+    /// rare classes get predicted: none, logit-adjust or reweight.
+    #[arg(long, value_enum, default_value_t = BalanceMode::None)]
+    #[serde(default)]
+    pub balance: BalanceMode,
+    /// Strength τ of --balance (logit adjustment adds τ·log prior; re-weighting
+    /// weighs a class by prior^−τ).
+    #[arg(long, default_value_t = 1.0)]
+    #[serde(default = "one")]
+    pub balance_tau: f64,
+    /// A fine-tuned model package whose soft predictions the student also
+    /// learns (knowledge distillation).
+    #[arg(long)]
+    #[serde(default)]
+    pub teacher: Option<PathBuf>,
+    /// Weight α of the distillation term: (1 − α)·CE + α·T²·CE(student/T, teacher/T).
+    #[arg(long, default_value_t = 0.5)]
+    #[serde(default = "half")]
+    pub distill_weight: f64,
+    /// Temperature T of the distillation term.
+    #[arg(long, default_value_t = 2.0)]
+    #[serde(default = "two")]
+    pub distill_temperature: f64,
+    /// Valid-split figure that chooses the best epoch: accuracy, mean-class
+    /// (mean of the per-class accuracies) or average (the mean of the two).
+    #[arg(long, value_enum, default_value_t = Selection::Accuracy)]
+    #[serde(default)]
+    pub select: Selection,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
@@ -161,12 +199,34 @@ pub struct FinetuneOptions {
     /// Minutes between checkpoints inside an epoch.
     #[arg(long, default_value_t = 10.0)]
     pub checkpoint_minutes: f64,
+    /// Stop (with a checkpoint) after this many minutes of training in this session.
+    #[arg(long)]
+    #[serde(default)]
+    pub max_minutes: Option<f64>,
     /// Batch size of the validation pass.
     #[arg(long, default_value_t = 256)]
     pub eval_batch: usize,
 }
 
-const MAY_CHANGE: [&str; 4] = ["device", "max_steps", "checkpoint_minutes", "eval_batch"];
+const MAY_CHANGE: [&str; 5] = [
+    "device",
+    "max_steps",
+    "checkpoint_minutes",
+    "max_minutes",
+    "eval_batch",
+];
+
+fn one() -> f64 {
+    1.0
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+fn two() -> f64 {
+    2.0
+}
 
 /// Folder of the best epoch's model package inside a fine-tuning run.
 pub const BEST_DIR: &str = "best";
@@ -188,6 +248,15 @@ impl FinetuneOptions {
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             bail!("--label-smoothing must be in [0, 1)");
+        }
+        if !self.balance_tau.is_finite() || self.balance_tau < 0.0 {
+            bail!(
+                "--balance-tau {} must be zero or positive",
+                self.balance_tau
+            );
+        }
+        if !(0.0..=1.0).contains(&self.distill_weight) || self.distill_temperature <= 0.0 {
+            bail!("--distill-weight must be in [0, 1] and --distill-temperature positive");
         }
         Ok(())
     }
@@ -340,7 +409,14 @@ fn initial_model(
         cfg.validate()?;
         return Ok((cfg.init(device), None));
     };
-    let (weights, config) = if init.is_dir() {
+    if init.join(mimic::model::CONFIG_FILE).exists()
+        && init.join(mimic::model::WEIGHTS_FILE).exists()
+    {
+        return fine_tuned_start(init, classes, opts, device);
+    }
+    let (weights, config) = if MaePackage::is_package(init) {
+        (init.join(MAE_WEIGHTS), init.join(MAE_INFO))
+    } else if init.is_dir() {
         (init.join(ENCODER_WEIGHTS), init.join(ENCODER_CONFIG))
     } else {
         (init.clone(), init.with_file_name(ENCODER_CONFIG))
@@ -364,6 +440,48 @@ fn initial_model(
             "{} ({} MAE epochs)",
             weights.display(),
             info.epochs
+        )),
+    ))
+}
+
+/// The whole network of a fine-tuned package (head included), to continue
+/// fine-tuning it, with this run's stochastic depth.
+fn fine_tuned_start(
+    dir: &Path,
+    classes: usize,
+    opts: &FinetuneOptions,
+    device: &Device,
+) -> Result<(Vit, Option<String>)> {
+    let package = read_config(&dir.join(mimic::model::CONFIG_FILE))?;
+    let cfg = package.vit.clone().with_drop_path(opts.drop_path);
+    if cfg.num_classes != classes {
+        bail!(
+            "the model package {} has {} classes, the training data {classes}",
+            dir.display(),
+            cfg.num_classes
+        );
+    }
+    let pool = match opts.pool {
+        PoolChoice::Mean => GlobalPool::Mean,
+        PoolChoice::Cls => GlobalPool::Cls,
+    };
+    if cfg.global_pool != pool {
+        bail!(
+            "the model package {} pools with {:?}; pass --pool {}",
+            dir.display(),
+            cfg.global_pool,
+            format!("{:?}", cfg.global_pool).to_lowercase()
+        );
+    }
+    let sd = read_safetensors(&dir.join(mimic::model::WEIGHTS_FILE))?;
+    let vit = Vit::from_state_dict(&cfg, &sd, &[], device)
+        .with_context(|| format!("cannot start from {}", dir.display()))?;
+    Ok((
+        vit,
+        Some(format!(
+            "the fine-tuned package {} ({})",
+            dir.display(),
+            package.name
         )),
     ))
 }
@@ -426,6 +544,30 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
             opts.batch_size
         );
     }
+    let balance = Arc::new(ClassBalance::new(
+        opts.balance,
+        opts.balance_tau,
+        &train.targets,
+        classes.len(),
+    ));
+    if opts.balance != BalanceMode::None {
+        eprintln!("{}", balance.describe(&classes));
+    }
+    let logit_offsets = balance.logit_offsets(&ad);
+    let teacher = match &opts.teacher {
+        Some(dir) => {
+            let teacher = Teacher::load(dir, &classes, train.store.channels == 1, &device)?;
+            eprintln!(
+                "distilling from {} ({}; α {}, T {})",
+                dir.display(),
+                teacher.name(),
+                opts.distill_weight,
+                opts.distill_temperature
+            );
+            Some(teacher)
+        }
+        None => None,
+    };
     let model = Classifier::new(vit, opts.proj_dim, &ad);
     let adamw_options = AdamWOptions {
         weight_decay: opts.weight_decay,
@@ -454,10 +596,12 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
         }
         None => {
             eprintln!(
-                "fine-tuning {} ({:.2} M params, {} px, {:.3} GMACs/image) from {}; {n} train / {} valid images, {} classes",
-                opts.preset,
-                vit_cfg.num_params() as f64 / 1e6,
+                "fine-tuning a ViT of {} px, patch {}, width {}, {} blocks ({:.2} M params, {:.3} GMACs/image) from {}; {n} train / {} valid images, {} classes",
                 size,
+                vit_cfg.patch_size,
+                vit_cfg.dim,
+                vit_cfg.depth,
+                vit_cfg.num_params() as f64 / 1e6,
                 vit_cfg.macs() as f64 / 1e9,
                 init_note.as_deref().unwrap_or("scratch"),
                 valid.len(),
@@ -478,7 +622,8 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
         stop,
         opts.max_steps,
         Duration::from_secs_f64(opts.checkpoint_minutes * 60.0),
-    );
+    )
+    .with_max_minutes(opts.max_minutes);
 
     while state.epoch < opts.epochs {
         let epoch = state.epoch;
@@ -489,6 +634,7 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
         );
         let batches = {
             let train = train.clone();
+            let balance = balance.clone();
             let opts = opts.clone();
             prefetch(state.batch..steps_per_epoch, 2, move |b| {
                 let mut rng = StdRng::seed_from_u64(derive_seed(
@@ -500,6 +646,7 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                     &train,
                     &order[b * bs..(b + 1) * bs],
                     &opts,
+                    &balance,
                     size,
                     &norm,
                     &mut rng,
@@ -511,8 +658,8 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
         // Wall time of the whole epoch (`speed` restarts at each mid-epoch checkpoint).
         let epoch_clock = std::time::Instant::now();
         let sum = |k: &str| state.epoch_sums.get(k).copied().unwrap_or(0.0);
-        let (mut ce_sum, mut sc_sum, mut count) =
-            (sum("ce"), sum("supcon"), sum("batches") as usize);
+        let (mut ce_sum, mut sc_sum, mut kd_sum, mut count) =
+            (sum("ce"), sum("supcon"), sum("kd"), sum("batches") as usize);
         let mut last_lr = 0.0;
         let mut stopped = false;
         for batch in batches {
@@ -522,9 +669,22 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
             let x = Tensor::<4>::from_data(TensorData::new(batch.images, [bs, 3, size, size]), &ad);
             let y =
                 Tensor::<2>::from_data(TensorData::new(batch.ce_targets, [bs, classes.len()]), &ad);
-            let (logits, pooled) = model.forward(x);
-            let ce = soft_cross_entropy(logits, y);
+            let (logits, pooled) = model.forward(x.clone());
+            let ce = match &logit_offsets {
+                Some(offsets) => soft_cross_entropy(logits.clone() + offsets.clone(), y),
+                None => soft_cross_entropy(logits.clone(), y),
+            };
             let ce_value = ce.clone().into_scalar::<f32>() as f64;
+            let ce = match &teacher {
+                Some(teacher) => {
+                    let t = opts.distill_temperature;
+                    let soft = teacher.soft_targets(x.inner(), t).autodiff();
+                    let kd = distillation_loss(logits, soft, t);
+                    kd_sum += kd.clone().into_scalar::<f32>() as f64;
+                    ce.mul_scalar(1.0 - opts.distill_weight) + kd.mul_scalar(opts.distill_weight)
+                }
+                None => ce,
+            };
             let loss = if opts.supcon_weight > 0.0 {
                 let sc = mix_supcon_loss(model.project(pooled), &batch.targets, opts.temperature);
                 sc_sum += sc.clone().into_scalar::<f32>() as f64;
@@ -552,9 +712,14 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
             let remaining =
                 (total_steps - state.step) as f64 * bs as f64 / speed.images_per_second().max(1e-9);
             progress.step(format!(
-                "ce {:.4} supcon {:.4} lr {:.2e} {:.0} img/s | run ETA {}",
+                "ce {:.4} supcon {:.4}{} lr {:.2e} {:.0} img/s | run ETA {}",
                 ce_sum / count as f64,
                 sc_sum / count as f64,
+                if teacher.is_some() {
+                    format!(" kd {:.4}", kd_sum / count as f64)
+                } else {
+                    String::new()
+                },
                 lr,
                 speed.images_per_second(),
                 format_duration(remaining)
@@ -562,6 +727,7 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
             state.epoch_sums = BTreeMap::from([
                 ("ce".to_string(), ce_sum),
                 ("supcon".to_string(), sc_sum),
+                ("kd".to_string(), kd_sum),
                 ("batches".to_string(), count as f64),
             ]);
             if run.after_step(&mut control, &model, &optim, &mut state, &mut speed)? {
@@ -577,20 +743,23 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
         let train_speed = speed.images_per_second();
         let confusion = evaluate(&model.vit.valid(), &valid, &norm, opts.eval_batch, &device);
         let acc = confusion.accuracy();
-        let improved = state.best_metric.is_none_or(|b| acc > b);
+        let score = opts.select.score(&confusion);
+        let improved = state.best_metric.is_none_or(|b| score > b);
         eprintln!(
-            "epoch {}/{}: ce {:.4}, supcon {:.4}, lr {last_lr:.2e}, {train_speed:.1} img/s, valid accuracy {:.2} %{}",
+            "epoch {}/{}: ce {:.4}, supcon {:.4}, lr {last_lr:.2e}, {train_speed:.1} img/s, valid accuracy {:.2} %, mean class {:.2} %{}",
             epoch + 1,
             opts.epochs,
             ce_sum / count.max(1) as f64,
             sc_sum / count.max(1) as f64,
             acc * 100.0,
+            confusion.mean_class_accuracy() * 100.0,
             if improved { " (best)" } else { "" }
         );
         state.metrics.push(BTreeMap::from([
             ("epoch".to_string(), (epoch + 1) as f64),
             ("train_ce".to_string(), ce_sum / count.max(1) as f64),
             ("train_supcon".to_string(), sc_sum / count.max(1) as f64),
+            ("train_kd".to_string(), kd_sum / count.max(1) as f64),
             ("lr".to_string(), last_lr),
             ("images_per_s".to_string(), train_speed),
             ("valid_accuracy".to_string(), acc),
@@ -608,7 +777,7 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
         state.batch = 0;
         state.epoch_sums.clear();
         if improved {
-            state.best_metric = Some(acc);
+            state.best_metric = Some(score);
             state.best_epoch = Some(epoch + 1);
             save_best(&run, &model, &classes, opts, &state, &confusion, &device)?;
         }
@@ -619,10 +788,12 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
 }
 
 /// Renders one batch: clean augmented faces, then the mixed ones.
+#[allow(clippy::too_many_arguments)]
 fn make_batch(
     train: &PreparedSet,
     ids: &[usize],
     opts: &FinetuneOptions,
+    balance: &ClassBalance,
     size: usize,
     norm: &Normalization,
     rng: &mut StdRng,
@@ -667,9 +838,15 @@ fn make_batch(
     for img in images.chunks_mut(per) {
         random_erase(img, size, opts.reprob as f32, grey, rng);
     }
+    // Re-weighting scales a sample's cross-entropy by scaling its target.
     let ce_targets = targets
         .iter()
-        .flat_map(|t| smooth_labels(t, opts.label_smoothing as f32))
+        .flat_map(|t| {
+            let weight = balance.sample_weight(t);
+            smooth_labels(t, opts.label_smoothing as f32)
+                .into_iter()
+                .map(move |v| v * weight)
+        })
         .collect();
     Batch {
         images,

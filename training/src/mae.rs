@@ -16,7 +16,8 @@ use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use mimic::vit::{
-    Attention, Block, Mlp, Vit, VitConfig, layer_norm, sincos_pos_embed_2d, xavier_linear,
+    Attention, Block, Mlp, StateDict, Vit, VitConfig, VitError, layer_norm, sincos_pos_embed_2d,
+    xavier_linear,
 };
 use rand::Rng;
 use rand::seq::SliceRandom;
@@ -197,6 +198,43 @@ pub fn masked_mse(pred: Tensor<3>, target: Tensor<3>, mask: Tensor<2>) -> Tensor
 }
 
 impl Mae {
+    /// Every weight by name: the encoder under timm's names (so that a
+    /// classifier loads it with [`Vit::from_state_dict`]), the decoder under
+    /// MAE's own (`models_mae.py`: `decoder_embed`, `mask_token`,
+    /// `decoder_blocks.i.*`, `decoder_norm`, `decoder_pred`). The fixed
+    /// sin-cos position embeddings are left out: they are rebuilt.
+    pub fn state_dict(&self) -> StateDict {
+        let mut sd = self.encoder.state_dict();
+        sd.put_linear("decoder_embed", &self.decoder_embed);
+        sd.put("mask_token", self.mask_token.val());
+        for (i, b) in self.decoder_blocks.iter().enumerate() {
+            sd.put_block(&format!("decoder_blocks.{i}"), b);
+        }
+        sd.put_norm("decoder_norm", &self.decoder_norm);
+        sd.put_linear("decoder_pred", &self.decoder_pred);
+        sd
+    }
+
+    /// An MAE of shape `cfg` with the weights of [`Mae::state_dict`]'s layout;
+    /// every tensor must be present with its shape.
+    pub fn from_state_dict(
+        cfg: &MaeConfig,
+        sd: &StateDict,
+        device: &Device,
+    ) -> Result<Self, VitError> {
+        let mut mae = cfg.init(device);
+        mae.encoder = Vit::from_state_dict(&cfg.encoder_config(), sd, &[], device)?;
+        sd.load_linear("decoder_embed", &mut mae.decoder_embed, device)?;
+        mae.mask_token =
+            Param::from_tensor(sd.take("mask_token", mae.mask_token.dims(), device)?);
+        for (i, b) in mae.decoder_blocks.iter_mut().enumerate() {
+            sd.load_block(&format!("decoder_blocks.{i}"), b, device)?;
+        }
+        sd.load_norm("decoder_norm", &mut mae.decoder_norm, device)?;
+        sd.load_linear("decoder_pred", &mut mae.decoder_pred, device)?;
+        Ok(mae)
+    }
+
     /// Encoder on the visible patches only.
     ///
     /// `images: [batch, channels, H, W]` → latent `[batch, 1 + visible, dim]`
@@ -363,6 +401,49 @@ mod tests {
             .try_into_vec::<f32>()
             .unwrap()[0];
         assert!((l - 5.0).abs() < 1e-6, "{l}");
+    }
+
+    fn tiny_mae() -> MaeConfig {
+        MaeConfig::new(
+            VitConfig::new()
+                .with_image_size(16)
+                .with_patch_size(4)
+                .with_dim(16)
+                .with_depth(1)
+                .with_heads(2),
+        )
+        .with_decoder_dim(8)
+        .with_decoder_depth(1)
+        .with_decoder_heads(2)
+    }
+
+    #[test]
+    fn state_dict_round_trip_reconstructs_the_same_pixels() {
+        let d = Device::flex();
+        let cfg = tiny_mae();
+        let mae = cfg.init(&d);
+        let sd = mae.state_dict();
+        assert!(
+            sd.contains("blocks.0.attn.qkv.weight") && sd.contains("decoder_blocks.0.mlp.fc2.bias")
+        );
+        let loaded = Mae::from_state_dict(&cfg, &sd, &d).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let plan = random_masking(2, 16, cfg.visible_patches(), &mut rng);
+        let imgs = Tensor::<4>::random([2, 3, 16, 16], Distribution::Default, &d);
+        let (_, a) = mae.forward(imgs.clone(), &plan);
+        let (_, b) = loaded.forward(imgs, &plan);
+        a.into_data()
+            .assert_approx_eq::<f32>(&b.into_data(), burn::tensor::Tolerance::absolute(1e-6));
+        // A classifier takes the encoder straight from the same dict.
+        let vit_cfg = cfg.encoder.clone().with_num_classes(3);
+        assert!(Vit::from_state_dict(&vit_cfg, &sd, &["fc_norm", "head"], &d).is_ok());
+        // A missing decoder tensor is an error naming it.
+        let mut partial = sd.clone();
+        partial.tensors.remove("decoder_pred.weight");
+        let err = Mae::from_state_dict(&cfg, &partial, &d)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("decoder_pred.weight"), "{err}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 use mimic_train::control::Outcome;
-use mimic_train::{bench, eval, export, finetune, pretrain};
+use mimic_train::{bench, eval, export, finetune, mae_package, pretrain};
 
 #[derive(Parser)]
 #[command(
@@ -34,11 +34,16 @@ enum Command {
     Eval(eval::EvalOptions),
     /// Write a fine-tuned model as a package under models/.
     Export(export::ExportOptions),
+    /// Write a pre-training run as an MAE package under models/ (what
+    /// `finetune --init` starts from and `pretrain --from` continues).
+    PackageMae(mae_package::PackageMaeOptions),
     /// Training and inference throughput of presets on synthetic inputs.
     Bench(bench::BenchOptions),
 }
 
 fn main() -> ExitCode {
+    // SAFETY: first thing in main, before any thread is spawned.
+    unsafe { mimic::device::quiet_vulkan_probing() };
     let cli = Cli::parse();
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
         Command::Finetune(o) => finetune::finetune(o, stop.clone()).map(Some),
         Command::Eval(o) => eval::eval(o).map(|_| None),
         Command::Export(o) => export::export(o).map(|_| None),
+        Command::PackageMae(o) => mae_package::package_mae(o).map(|_| None),
         Command::Bench(o) => bench::bench(o).map(|_| None),
     };
     match result {

@@ -5,6 +5,39 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+/// Which valid-split figure chooses the best epoch of a run (`--select`).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Selection {
+    /// Share of images classified correctly (dominated by the large classes).
+    #[default]
+    Accuracy,
+    /// Mean of the per-class accuracies (every class counts the same).
+    MeanClass,
+    /// The mean of accuracy and mean class accuracy.
+    Average,
+}
+
+impl Selection {
+    pub fn score(self, confusion: &Confusion) -> f64 {
+        match self {
+            Selection::Accuracy => confusion.accuracy(),
+            Selection::MeanClass => confusion.mean_class_accuracy(),
+            Selection::Average => 0.5 * (confusion.accuracy() + confusion.mean_class_accuracy()),
+        }
+    }
+}
+
 /// Counts of (true class, predicted class).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Confusion {
@@ -159,6 +192,9 @@ mod tests {
         );
         assert!((c.mean_class_accuracy() - 5.0 / 9.0).abs() < 1e-12);
         assert!(c.report().contains("60.00 %"));
+        assert_eq!(Selection::Accuracy.score(&c), c.accuracy());
+        assert_eq!(Selection::MeanClass.score(&c), c.mean_class_accuracy());
+        assert!((Selection::Average.score(&c) - (0.6 + 5.0 / 9.0) / 2.0).abs() < 1e-12);
     }
 
     #[test]

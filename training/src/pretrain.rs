@@ -29,10 +29,11 @@ use crate::control::{EpochProgress, LoopControl, Outcome, format_duration, prefe
 use crate::device::{DeviceChoice, select};
 use crate::images::{ImageStore, Normalization, PixelAugment, random_resized_crop, render};
 use crate::mae::{Mae, MaeConfig, MaskPlan, random_masking};
+use crate::mae_package::{MaePackage, same_shape};
 use crate::optim::{AdamWOptions, adamw, clip_grad_norm, trainable_params};
 use crate::plot::tile_grid;
 use crate::run::{RunDir, Throughput, TrainState, derive_seed, stream};
-use crate::schedule::warmup_cosine;
+use crate::schedule::{rewarm_factor, warmup_cosine};
 
 /// Options of `mimic-train pretrain`.
 #[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
@@ -113,10 +114,30 @@ pub struct PretrainOptions {
     /// Minutes between checkpoints inside an epoch.
     #[arg(long, default_value_t = 10.0)]
     pub checkpoint_minutes: f64,
+    /// Stop (with a checkpoint) after this many minutes of training in this
+    /// session: one slice of a schedule longer than a machine is lent for.
+    #[arg(long)]
+    #[serde(default)]
+    pub max_minutes: Option<f64>,
+    /// Continue a shipped MAE package (`models/mae-…`, written by
+    /// `package-mae`): its weights, step and history; the same schedule
+    /// (`--epochs` is the whole schedule's length), a fresh optimizer.
+    #[arg(long)]
+    #[serde(default)]
+    pub from: Option<PathBuf>,
+    /// With --from: linear re-warm-up of the learning rate over this many
+    /// epochs, for the optimizer's fresh moments.
+    #[arg(long, default_value_t = 0.25)]
+    #[serde(default = "quarter")]
+    pub rewarmup_epochs: f64,
+}
+
+fn quarter() -> f64 {
+    0.25
 }
 
 /// Options that may change when a run is resumed.
-const MAY_CHANGE: [&str; 3] = ["device", "max_steps", "checkpoint_minutes"];
+const MAY_CHANGE: [&str; 4] = ["device", "max_steps", "checkpoint_minutes", "max_minutes"];
 
 impl PretrainOptions {
     pub fn mae_config(&self) -> Result<MaeConfig> {
@@ -219,34 +240,84 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
     };
     let (mut mae, mut optim, resumed) =
         run.load_checkpoint(mae, |m| adamw(&trainable_params(m), &adamw_options))?;
-    let mut state = match resumed {
-        Some(s) => {
+    let mut state = match (resumed, &opts.from) {
+        (None, Some(dir)) => {
+            let package = MaePackage::read(dir)?;
+            if !same_shape(&package.mae_config(), &cfg) {
+                bail!(
+                    "{} is an MAE of another shape (encoder {}x{} px patches {}, width {}, {} blocks; \
+                     decoder width {}, {} blocks): give the options it was trained with ({})",
+                    dir.display(),
+                    package.vit.image_size,
+                    package.vit.image_size,
+                    package.vit.patch_size,
+                    package.vit.dim,
+                    package.vit.depth,
+                    package.decoder_dim,
+                    package.decoder_depth,
+                    package.pretrain_command
+                );
+            }
+            if package.batch_size != opts.batch_size || package.images != n {
+                bail!(
+                    "{} was trained on {} images in batches of {}; this run has {n} in batches of {}: \
+                     a continuation needs the same data and batch size to keep its schedule",
+                    dir.display(),
+                    package.images,
+                    package.batch_size,
+                    opts.batch_size
+                );
+            }
+            mae = package.load_mae(dir, &ad)?;
+            optim = adamw(&trainable_params(&mae), &adamw_options);
             eprintln!(
-                "resuming {} at epoch {} batch {} (step {})",
-                opts.out.display(),
-                s.epoch + 1,
-                s.batch,
-                s.step
+                "continuing {} at epoch {} batch {} (step {}, {} slices so far), fresh optimizer",
+                dir.display(),
+                package.steps / steps_per_epoch + 1,
+                package.steps % steps_per_epoch,
+                package.steps,
+                package.slices.len()
             );
-            s
+            package.continue_state()
         }
-        None => {
-            let enc = cfg.encoder_config();
-            eprintln!(
-                "MAE: encoder {} ({:.2} M params, {:.3} GMACs/image full), decoder {}x{}, mask {:.0} %",
-                opts.preset,
-                enc.num_params() as f64 / 1e6,
-                enc.macs() as f64 / 1e9,
-                cfg.decoder_depth,
-                cfg.decoder_dim,
-                cfg.mask_ratio * 100.0
-            );
-            TrainState::default()
-        }
+        (resumed, _) => match resumed {
+            Some(s) => {
+                eprintln!(
+                    "resuming {} at epoch {} batch {} (step {})",
+                    opts.out.display(),
+                    s.epoch + 1,
+                    s.batch,
+                    s.step
+                );
+                s
+            }
+            None => {
+                let enc = cfg.encoder_config();
+                eprintln!(
+                    "MAE: encoder {} ({:.2} M params, {:.3} GMACs/image full), decoder {}x{}, mask {:.0} %",
+                    opts.preset,
+                    enc.num_params() as f64 / 1e6,
+                    enc.macs() as f64 / 1e9,
+                    cfg.decoder_depth,
+                    cfg.decoder_dim,
+                    cfg.mask_ratio * 100.0
+                );
+                TrainState::default()
+            }
+        },
     };
+    state.steps_per_epoch = Some(steps_per_epoch);
+    state.train_images = Some(n);
+    if state.epoch >= opts.epochs {
+        eprintln!(
+            "{} epochs of {} are done already: nothing to train (raise --epochs to lengthen the schedule)",
+            state.epoch, opts.epochs
+        );
+    }
 
     let total_steps = opts.epochs * steps_per_epoch;
     let warmup = (opts.warmup_epochs * steps_per_epoch as f64).round() as usize;
+    let rewarmup = (opts.rewarmup_epochs * steps_per_epoch as f64).round() as usize;
     let size = cfg.encoder.image_size;
     let visible = cfg.visible_patches();
     let patches = cfg.encoder.num_patches();
@@ -257,7 +328,8 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
         stop,
         opts.max_steps,
         Duration::from_secs_f64(opts.checkpoint_minutes * 60.0),
-    );
+    )
+    .with_max_minutes(opts.max_minutes);
 
     while state.epoch < opts.epochs {
         let epoch = state.epoch;
@@ -311,7 +383,8 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
         let mut last_lr = 0.0;
         let mut stopped = false;
         for batch in batches {
-            let lr = warmup_cosine(state.step, total_steps, warmup, opts.peak_lr(), opts.min_lr);
+            let lr = warmup_cosine(state.step, total_steps, warmup, opts.peak_lr(), opts.min_lr)
+                * rewarm_factor(state.step, state.continued_from_step, rewarmup);
             last_lr = lr;
             ad.seed(derive_seed(opts.seed, stream::DEVICE, state.step as u64));
             let x = Tensor::<4>::from_data(

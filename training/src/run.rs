@@ -45,6 +45,16 @@ pub struct TrainState {
     /// that a resumed epoch reports the mean over all its batches.
     #[serde(default)]
     pub epoch_sums: BTreeMap<String, f64>,
+    /// Optimizer steps per epoch and training images of the run.
+    #[serde(default)]
+    pub steps_per_epoch: Option<usize>,
+    #[serde(default)]
+    pub train_images: Option<usize>,
+    /// The step at which this run took over the weights of a shipped package
+    /// (`pretrain --from`), with a fresh optimizer: the learning rate is
+    /// re-warmed from there.
+    #[serde(default)]
+    pub continued_from_step: Option<usize>,
 }
 
 /// Paths of one run folder.

@@ -22,6 +22,17 @@ pub fn warmup_cosine(
     min_lr + (base_lr - min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
+/// The learning-rate factor of a run that took over trained weights with a
+/// fresh optimizer at step `from` (`None`: it did not): a linear ramp from
+/// `1/steps` to 1 over `steps` steps, so that AdamW's new moments settle
+/// before full-size updates.
+pub fn rewarm_factor(step: usize, from: Option<usize>, steps: usize) -> f64 {
+    match from {
+        Some(from) if steps > 0 => ((step.saturating_sub(from) + 1) as f64 / steps as f64).min(1.0),
+        _ => 1.0,
+    }
+}
+
 /// Layer-wise learning-rate decay (BEiT / MAE fine-tuning): the learning-rate
 /// multiplier of each layer id of a `depth`-block ViT, `decay^(depth + 1 − id)`.
 ///
@@ -49,6 +60,15 @@ mod tests {
         assert!((lr(60) - 0.55).abs() < 1e-12);
         assert!((lr(110) - 0.1).abs() < 1e-12);
         assert!((lr(500) - 0.1).abs() < 1e-12, "stays at the floor");
+    }
+
+    #[test]
+    fn a_continued_run_re_warms_linearly_from_its_first_step() {
+        assert_eq!(rewarm_factor(500, None, 100), 1.0);
+        assert_eq!(rewarm_factor(500, Some(500), 0), 1.0);
+        assert!((rewarm_factor(500, Some(500), 100) - 0.01).abs() < 1e-12);
+        assert!((rewarm_factor(549, Some(500), 100) - 0.5).abs() < 1e-12);
+        assert_eq!(rewarm_factor(700, Some(500), 100), 1.0);
     }
 
     #[test]

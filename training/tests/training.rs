@@ -18,6 +18,7 @@ use mimic_train::eval::{EvalOptions, eval, evaluate_package};
 use mimic_train::export::{ExportOptions, export};
 use mimic_train::finetune::{BEST_DIR, FinetuneOptions, finetune};
 use mimic_train::images::{CropBox, ImageStore, Normalization, PixelAugment, render};
+use mimic_train::mae_package::{MaePackage, PackageMaeOptions, package_mae};
 use mimic_train::pretrain::{PretrainOptions, evaluate_reconstruction, pretrain};
 use mimic_train::run::{RunDir, TrainState};
 
@@ -353,6 +354,7 @@ fn export_then_load_in_the_analyzer_gives_the_same_probabilities() {
             dataset: "ferplus".into(),
             test: false,
             batch_size: 64,
+            flip_average: false,
         })
         .unwrap();
         let loaded = ExpressionModel::load(&out, &device).unwrap();
@@ -386,6 +388,7 @@ fn eval_writes_accuracy_confusion_csv_and_png() {
         out: Some(out.clone()),
         batch_size: 64,
         device: mimic_train::device::DeviceChoice::Cpu,
+        flip_average: None,
     })
     .unwrap();
     assert_eq!(summary.images, 200);
@@ -421,4 +424,148 @@ fn command_line_errors_name_the_missing_dataset() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("/nonexistent/ferplus"), "{stderr}");
+}
+
+#[test]
+fn an_mae_package_is_continued_by_the_next_slice_and_fine_tuned_from() {
+    let _serial = serial();
+    let (first, second, other, models, tuned) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let shape = ["48", "64", "4", "3"];
+    // Slice 1 stops inside epoch 2 (11 images, batch 4: 2 steps per epoch).
+    let slice1 = tiny_pretrain_shaped(first.path(), shape, &["--epochs", "3", "--max-steps", "3"]);
+    assert_eq!(pretrain(&slice1, no_stop()).unwrap(), Outcome::Stopped);
+    let package = |run: &Path| {
+        package_mae(&PackageMaeOptions {
+            run: run.to_path_buf(),
+            name: "mae-test".into(),
+            models_dir: models.path().to_path_buf(),
+        })
+        .unwrap()
+    };
+    let dir = package(first.path());
+    let p1 = MaePackage::read(&dir).unwrap();
+    assert_eq!((p1.steps, p1.epochs, p1.slices.len()), (3, 1, 1));
+    assert!(dir.join("loss.svg").exists() && dir.join("MODEL_CARD.md").exists());
+
+    // Slice 2 continues the package to the end of the same 3-epoch schedule.
+    let from = dir.to_str().unwrap().to_string();
+    let slice2 = tiny_pretrain_shaped(second.path(), shape, &["--epochs", "3", "--from", &from]);
+    assert_eq!(pretrain(&slice2, no_stop()).unwrap(), Outcome::Finished);
+    let s = state(second.path());
+    assert_eq!((s.step, s.epoch, s.continued_from_step), (6, 3, Some(3)));
+    assert_eq!(
+        s.metrics.len(),
+        3,
+        "the package's epoch, then this slice's two"
+    );
+    package(second.path());
+    let p2 = MaePackage::read(&dir).unwrap();
+    assert_eq!((p2.steps, p2.epochs), (6, 3));
+    assert_eq!(
+        p2.slices
+            .iter()
+            .map(|x| (x.from_step, x.to_step))
+            .collect::<Vec<_>>(),
+        vec![(0, 3), (3, 6)]
+    );
+
+    // A continuation of another shape is refused, naming the package.
+    let wrong = tiny_pretrain_shaped(
+        other.path(),
+        ["48", "32", "2", "2"],
+        &["--epochs", "3", "--from", &from],
+    );
+    let err = format!("{:#}", pretrain(&wrong, no_stop()).unwrap_err());
+    assert!(
+        err.contains("another shape") && err.contains("mae-test"),
+        "{err}"
+    );
+
+    // Fine-tuning starts from the package's encoder.
+    let ft = tiny_finetune(tuned.path(), &["--epochs", "1", "--init", &from], SMALL);
+    assert_eq!(finetune(&ft, no_stop()).unwrap(), Outcome::Finished);
+}
+
+#[test]
+fn a_fine_tuned_package_restarts_with_its_head_and_trains_balanced_and_distilled() {
+    let _serial = serial();
+    let (base, frozen, balanced) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let opts = tiny_finetune(base.path(), &["--epochs", "1"], SMALL);
+    finetune(&opts, no_stop()).unwrap();
+    let package = base.path().join(BEST_DIR);
+    let package_arg = package.to_str().unwrap().to_string();
+    let device = Device::flex();
+    let valid = load_ferplus(&opts.data, Split::Valid, LabelMode::Majority).unwrap();
+    let before = evaluate_package(
+        &ExpressionModel::load(&package, &device).unwrap(),
+        &valid,
+        64,
+    )
+    .unwrap()
+    .accuracy();
+
+    // At learning rate 0 the restarted network is the package, head included.
+    let still = tiny_finetune(
+        frozen.path(),
+        &[
+            "--epochs",
+            "1",
+            "--init",
+            &package_arg,
+            "--lr",
+            "0",
+            "--min-lr",
+            "0",
+            "--drop-path",
+            "0",
+        ],
+        SMALL,
+    );
+    finetune(&still, no_stop()).unwrap();
+    let after = state(frozen.path()).metrics[0]["valid_accuracy"];
+    assert!((after - before).abs() < 1e-9, "{before} → {after}");
+
+    // Class-balanced (logit-adjusted) training distilled from the package.
+    let tuned = tiny_finetune(
+        balanced.path(),
+        &[
+            "--epochs",
+            "1",
+            "--init",
+            &package_arg,
+            "--balance",
+            "logit-adjust",
+            "--teacher",
+            &package_arg,
+            "--label-mode",
+            "probability",
+            "--select",
+            "average",
+        ],
+        SMALL,
+    );
+    assert_eq!(finetune(&tuned, no_stop()).unwrap(), Outcome::Finished);
+    let row = &state(balanced.path()).metrics[0];
+    assert!(
+        row["train_kd"].is_finite() && row["train_kd"] > 0.0,
+        "{row:?}"
+    );
+    assert!(row["train_ce"].is_finite());
+    let wrong_teacher = tiny_finetune(
+        balanced.path().join("x").as_path(),
+        &["--epochs", "1", "--teacher", "/nonexistent/teacher"],
+        SMALL,
+    );
+    let err = format!("{:#}", finetune(&wrong_teacher, no_stop()).unwrap_err());
+    assert!(err.contains("/nonexistent/teacher"), "{err}");
 }
