@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian 12 machine lacks to build, run and test mimic:
 # the system libraries behind the `opencv` and `ffmpeg-next` crates, clang for
-# opencv's binding generator, and Mesa's software Vulkan driver (lavapipe) so the
-# WGSL shaders and the burn-wgpu path run without a GPU. Everything comes from
+# opencv's binding generator, Mesa's software Vulkan driver (lavapipe) so the WGSL
+# shaders and the burn-wgpu path run without a GPU, FFmpeg's programs (the stream tests
+# serve streams with them), Chromium (the report test renders its page in it), and
+# Slurm with MUNGE (the job-array test starts a one-node cluster; nothing is started here).
+# Everything comes from
 # Debian's registry; Rust itself is expected to be installed (rustup, stable).
 # Idempotent: does nothing when the packages are already there.
 set -euo pipefail
@@ -14,6 +17,8 @@ packages=(
   ffmpeg
   mesa-vulkan-drivers libvulkan1
   zstd
+  chromium
+  slurmctld slurmd slurm-client munge
 )
 
 missing=()

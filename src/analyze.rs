@@ -16,10 +16,11 @@ use mimic::mtcnn::{FaceDetector, MtcnnConfig};
 use mimic::pipeline::{
     self, FaceFinder, PipelineOptions, ReconnectPolicy, StopFlag, TrackingOptions,
 };
-use mimic::sink::{AnnotatedVideoSink, CsvSink, JsonlSink, PreviewSink, Sink};
+use mimic::report::{RunInfo, write_report};
+use mimic::sink::{AnnotatedVideoSink, CsvSink, JsonlSink, ParquetSink, PreviewSink, Sink};
 use mimic::track::{ShotCutConfig, SmootherConfig, TrackerConfig};
 
-use crate::cli::{AnalyzeArgs, OutputFormat};
+use crate::cli::{AnalyzeArgs, MinFace, OutputFormat};
 use crate::progress::{ProgressReport, print_summary};
 
 /// Folder of the MTCNN weights under `models/`.
@@ -54,6 +55,7 @@ pub struct AnalyzeRun {
     pub options: PipelineOptions,
     crops: bool,
     annotate: Option<PathBuf>,
+    report: Option<PathBuf>,
     preview: bool,
     pub quiet: bool,
 }
@@ -88,11 +90,14 @@ impl AnalyzeRun {
             thresholds: [args.thresholds[0], args.thresholds[1], args.thresholds[2]],
             factor: f64::from(args.pyramid_factor),
             ..match args.min_face {
-                Some(px) => MtcnnConfig {
-                    min_face_size: f64::from(px),
+                MinFace::Pixels(px) => MtcnnConfig {
+                    min_face_size: px,
                     ..MtcnnConfig::default()
                 },
-                None => MtcnnConfig::analyzer_default(),
+                MinFace::OfShortSide(n) => MtcnnConfig {
+                    min_face_divisor: Some(n),
+                    ..MtcnnConfig::analyzer_default()
+                },
             }
         };
         detector.validate()?;
@@ -109,6 +114,7 @@ impl AnalyzeRun {
         let extension = match format {
             OutputFormat::Csv => "csv",
             OutputFormat::Jsonl => "jsonl",
+            OutputFormat::Parquet => "parquet",
         };
         let file_names = output_names(&inputs, extension);
         let inputs: Vec<PlannedInput> = inputs
@@ -125,6 +131,13 @@ impl AnalyzeRun {
                     .is_none_or(|s| s.takes(p.spec.source_id().as_str()))
             })
             .collect();
+        if args.report.is_some()
+            && (args.out_dir.is_some() || args.output == "-" || format == OutputFormat::Parquet)
+        {
+            bail!(
+                "--report reads the rows back: it needs -o FILE in CSV or JSON Lines (not -, Parquet or --out-dir; use mimic report on each output)"
+            );
+        }
         let destination = match args.out_dir {
             Some(dir) => Destination::Folder {
                 dir,
@@ -172,6 +185,7 @@ impl AnalyzeRun {
             },
             crops: args.crops,
             annotate: args.annotate,
+            report: args.report,
             preview: args.preview,
             quiet: args.quiet,
         })
@@ -205,6 +219,7 @@ fn format_from_extension(output: &str) -> OutputFormat {
         Some(ext) if ext.eq_ignore_ascii_case("jsonl") || ext.eq_ignore_ascii_case("ndjson") => {
             OutputFormat::Jsonl
         }
+        Some(ext) if ext.eq_ignore_ascii_case("parquet") => OutputFormat::Parquet,
         _ => OutputFormat::Csv,
     }
 }
@@ -274,6 +289,7 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
             let stop = preview_stop.map(StopFlag::from_shared).unwrap_or_default();
             install_stop_handler(&stop)?;
             let specs: Vec<InputSpec> = run.inputs.iter().map(|p| p.spec.clone()).collect();
+            let model_config = model.config().clone();
             let mut progress = ProgressReport::new(run.quiet, &specs);
             let outcome = pipeline::run(
                 specs,
@@ -288,6 +304,19 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
             let summary = outcome?;
             if !run.quiet {
                 print_summary(&summary);
+            }
+            if let Some(report) = &run.report {
+                let info = RunInfo {
+                    device: Some(device.description.clone()),
+                    frames_per_second: Some(summary.frames_per_second()),
+                    seconds: Some(summary.elapsed.as_secs_f64()),
+                    ..RunInfo::from_model(&model_config)
+                };
+                write_report(output, report, &info)
+                    .with_context(|| format!("writing the report {}", report.display()))?;
+                if !run.quiet {
+                    eprintln!("mimic: report written to {}", report.display());
+                }
             }
             if !summary.failures.is_empty() {
                 bail!(
@@ -361,5 +390,6 @@ pub fn rows_sink(run: &AnalyzeRun, output: &Path, classes: &[String]) -> Result<
     Ok(match run.format {
         OutputFormat::Csv => Box::new(CsvSink::create(output, classes, smoothed)?),
         OutputFormat::Jsonl => Box::new(JsonlSink::create(output, classes, smoothed)?),
+        OutputFormat::Parquet => Box::new(ParquetSink::create(output, classes, smoothed)?),
     })
 }

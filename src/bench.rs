@@ -54,6 +54,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
             .with_context(|| format!("loading {}", model_dir.display()))
     };
     bench_model(&load()?, &args.vit_batches);
+    bench_head_pose();
 
     if let Some(video) = args.video {
         let mut reference: Option<(NonZeroUsize, Vec<Vec<FaceLabel>>)> = None;
@@ -110,6 +111,41 @@ fn bench_model(model: &ExpressionModel, batches: &[usize]) {
             secs * 1e3 * batch as f64 / faces as f64
         );
     }
+}
+
+/// The cost of the head-pose solve per face, on the projected 3-D template at poses
+/// spread over ±45° yaw, ±30° pitch, ±20° roll (what the track stage does for every face).
+fn bench_head_pose() {
+    use mimic::head_pose::{HeadPose, estimate_head_pose, project_template};
+    let faces: Vec<_> = (0..500)
+        .map(|i| {
+            let t = i as f32 / 500.0;
+            let pose = HeadPose {
+                yaw: 90.0 * t - 45.0,
+                pitch: 30.0 * (7.0 * t).sin(),
+                roll: 20.0 * (3.0 * t).cos(),
+            };
+            project_template(
+                pose,
+                600.0 + 400.0 * f64::from(t),
+                [640.0, 360.0],
+                1280,
+                720,
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let mut solved = 0usize;
+    while started.elapsed() < Duration::from_secs(2) {
+        for lm in &faces {
+            solved += usize::from(estimate_head_pose(lm, 1280, 720).is_some());
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "head pose: {:.1} µs per face ({solved} solves, one thread)",
+        secs * 1e6 / solved.max(1) as f64
+    );
 }
 
 /// The real pipeline over `video` repeated until `frames` frames; returns the faces of

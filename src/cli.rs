@@ -11,7 +11,15 @@ use mimic::model_choice::ModelRequest;
 
 /// Per-frame facial-expression analysis of video with a MIMIC-trained ViT.
 #[derive(Debug, Parser)]
-#[command(name = "mimic", version, about, propagate_version = true)]
+// A flag given twice takes its last value, so that scripts (the Slurm array's) can set
+// defaults the user's options override.
+#[command(
+    name = "mimic",
+    version,
+    about,
+    propagate_version = true,
+    args_override_self = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -22,6 +30,9 @@ pub enum Command {
     /// Find every face in videos, streams, webcams or stills and write what each
     /// face expresses, frame by frame, to CSV or JSON Lines.
     Analyze(AnalyzeArgs),
+    /// Make one self-contained HTML page from a results file: per track its best face,
+    /// a timeline of its class probabilities and its time in each label.
+    Report(ReportArgs),
     /// Concatenate the outputs of an --out-dir run (all its shards) into one file, in
     /// input order, checking that every frame of every input appears exactly once.
     Merge(MergeArgs),
@@ -34,6 +45,8 @@ pub enum Command {
 pub enum OutputFormat {
     Csv,
     Jsonl,
+    /// Apache Parquet: the same columns, typed (readable once the run has finished).
+    Parquet,
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +102,10 @@ pub struct AnalyzeArgs {
     #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
     pub device: DeviceChoice,
 
+    /// Also write an HTML report of the run (see `mimic report`), with its speed.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
     /// Also write the video with boxes, labels and probabilities drawn.
     #[arg(long, value_name = "FILE")]
     pub annotate: Option<PathBuf>,
@@ -107,11 +124,11 @@ pub struct AnalyzeArgs {
     #[arg(long)]
     pub live: bool,
 
-    /// Smallest face to find, in pixels, whatever the frame's size. Default: the
-    /// frame's shorter side / 18 (20 px on 360 lines, 40 on 720, 60 on 1080), never
-    /// under 20 px, so detection costs about the same at any resolution.
-    #[arg(long, value_name = "PX")]
-    pub min_face: Option<f32>,
+    /// Smallest face to find: `PX` pixels whatever the frame's size, or `1/N` of the
+    /// frame's shorter side (never under 20 px). Default 1/18: 20 px on 360 lines, 40 on
+    /// 720, 60 on 1080, so detection costs about the same at any resolution.
+    #[arg(long, value_name = "PX|1/N", default_value = "1/18")]
+    pub min_face: MinFace,
 
     /// MTCNN score thresholds of P-Net, R-Net and O-Net.
     #[arg(long, value_name = "P,R,O", value_delimiter = ',', num_args = 3, default_values_t = [0.6, 0.7, 0.7])]
@@ -166,6 +183,53 @@ pub struct AnalyzeArgs {
     pub quiet: bool,
 }
 
+/// `--min-face`: absolute pixels, or a share of the frame's shorter side.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MinFace {
+    Pixels(f64),
+    /// The shorter side divided by this.
+    OfShortSide(f64),
+}
+
+impl std::str::FromStr for MinFace {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("{text:?}: give pixels (20) or a share of the shorter side (1/18)");
+        match text.trim().split_once('/') {
+            Some((one, n)) if one.trim() == "1" => {
+                let n: f64 = n.trim().parse().map_err(|_| bad())?;
+                (n >= 1.0 && n.is_finite())
+                    .then_some(MinFace::OfShortSide(n))
+                    .ok_or_else(bad)
+            }
+            Some(_) => Err(bad()),
+            None => {
+                let px: f64 = text.trim().parse().map_err(|_| bad())?;
+                (px >= 1.0 && px.is_finite())
+                    .then_some(MinFace::Pixels(px))
+                    .ok_or_else(bad)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The CSV or JSON Lines file `mimic analyze` wrote.
+    #[arg(value_name = "RESULTS")]
+    pub results: PathBuf,
+
+    /// The page to write.
+    #[arg(short, long, value_name = "FILE", default_value = "report.html")]
+    pub output: PathBuf,
+
+    /// The model the results came from, for its card's figures (default: the one
+    /// `analyze` takes on the CPU).
+    #[arg(long, value_name = "fast|accurate|DIR")]
+    pub model: Option<ModelRequest>,
+}
+
 #[derive(Debug, Args)]
 pub struct MergeArgs {
     /// The --out-dir folder of a run.
@@ -207,4 +271,18 @@ pub struct BenchArgs {
     /// and compare the faces and labels of each with the first one's.
     #[arg(long, value_name = "K,...", value_delimiter = ',', default_value = "1")]
     pub detect_every: Vec<std::num::NonZeroUsize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn min_face_takes_pixels_or_a_share_of_the_short_side() {
+        assert_eq!("20".parse::<MinFace>(), Ok(MinFace::Pixels(20.0)));
+        assert_eq!("1/24".parse::<MinFace>(), Ok(MinFace::OfShortSide(24.0)));
+        for bad in ["0", "1/0", "2/18", "x", "1/"] {
+            assert!(bad.parse::<MinFace>().is_err(), "{bad}");
+        }
+    }
 }

@@ -44,6 +44,14 @@ pub unsafe fn quiet_vulkan_probing() {
     }
 }
 
+/// The kernel language of this build's GPU runtime: burn's `vulkan` feature compiles
+/// its kernels to SPIR-V on Vulkan adapters (cooperative matrices); without it, WGSL.
+pub const RUNTIME: &str = if cfg!(feature = "vulkan") {
+    "wgpu runtime, SPIR-V kernels (vulkan build)"
+} else {
+    "wgpu runtime, WGSL kernels"
+};
+
 /// The user's choice of device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Default)]
 pub enum DeviceChoice {
@@ -271,14 +279,18 @@ fn open_wgpu(kind: DeviceKind, expected: &AdapterSummary) -> Result<SelectedDevi
     let selected = match result {
         Ok((burn, setup)) => SelectedDevice {
             burn,
-            description: AdapterSummary::from_info(&setup.adapter.get_info()).describe(),
+            description: format!(
+                "{}, burn {}",
+                AdapterSummary::from_info(&setup.adapter.get_info()).describe(),
+                RUNTIME
+            ),
             is_gpu: true,
         },
         // Someone created tensors on `Device::wgpu(kind)` before us: the runtime exists
         // and is the same one a plain `Device::wgpu(kind)` reaches.
         Err(burn::tensor::wgpu::WgpuInitError::Registration { .. }) => SelectedDevice {
             burn: Device::wgpu(kind.clone()),
-            description: expected.describe(),
+            description: format!("{}, burn {}", expected.describe(), RUNTIME),
             is_gpu: true,
         },
         Err(e) => {

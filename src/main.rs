@@ -11,6 +11,7 @@ mod cli;
 mod merge;
 mod out_dir;
 mod progress;
+mod report_cmd;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Analyze(args) => analyze::run(args),
         Command::Merge(args) => merge::run(args),
+        Command::Report(args) => report_cmd::run(args),
         Command::Bench(args) => bench::run(args),
     };
     match outcome {

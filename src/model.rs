@@ -81,6 +81,12 @@ pub struct ModelConfig {
     /// averaged. Twice the network's cost per face.
     #[serde(default)]
     pub flip_average: bool,
+    /// Added to the logits before the softmax, one per class: `−τ · log π` for the
+    /// training set's class prior π when the package corrects for it (post-hoc logit
+    /// adjustment, which trades accuracy on the common classes for recall on the rare
+    /// ones); none otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logit_offsets: Option<Vec<f32>>,
     /// How the model came to be (free-form: recipe, data, metrics).
     #[serde(default)]
     pub provenance: HashMap<String, String>,
@@ -102,6 +108,7 @@ impl ModelConfig {
             face_template: FERPLUS_FACE_TEMPLATE,
             weights_dtype: "f16".into(),
             flip_average: false,
+            logit_offsets: None,
             provenance: HashMap::new(),
         }
     }
@@ -130,6 +137,14 @@ impl ModelConfig {
         }
         if self.std.iter().any(|s| !(*s > 0.0)) {
             return Err(format!("std {:?} must be positive", self.std));
+        }
+        if let Some(offsets) = &self.logit_offsets
+            && (offsets.len() != self.classes.len() || offsets.iter().any(|v| !v.is_finite()))
+        {
+            return Err(format!(
+                "logit_offsets must be {} finite numbers, one per class",
+                self.classes.len()
+            ));
         }
         if !["f16", "f32"].contains(&self.weights_dtype.as_str()) {
             return Err(format!(
@@ -273,6 +288,28 @@ impl ExpressionModel {
         self
     }
 
+    /// The same model with [`ModelConfig::logit_offsets`] set to `offsets` (what
+    /// `mimic-train eval --logit-adjust` measures before a package says so).
+    pub fn with_logit_offsets(mut self, offsets: Option<Vec<f32>>) -> Self {
+        self.config.logit_offsets = offsets;
+        self
+    }
+
+    /// `pooled: [faces, dim]` → probabilities `[faces, classes]`: the head, the
+    /// package's logit offsets if any, the softmax.
+    fn probabilities(&self, pooled: Tensor<2>) -> Tensor<2> {
+        let logits = self.vit.forward_head(pooled);
+        let logits = match &self.config.logit_offsets {
+            Some(offsets) => {
+                let n = offsets.len();
+                logits
+                    + Tensor::<2>::from_data(TensorData::new(offsets.clone(), [1, n]), &self.device)
+            }
+            None => logits,
+        };
+        softmax(logits, 1)
+    }
+
     /// Pooled features `[dim]` per crop (the head's input), e.g. for tracking.
     pub fn features(&self, crops: &[image::RgbImage]) -> Vec<Vec<f32>> {
         self.predict(crops).into_iter().map(|p| p.feature).collect()
@@ -299,7 +336,7 @@ impl ExpressionModel {
             // One pass over the faces and their mirror images together.
             let both = Tensor::cat(vec![input.clone(), input.flip([3])], 0);
             let pooled = self.vit.pool(self.vit.forward_features(both));
-            let probs = softmax(self.vit.forward_head(pooled.clone()), 1);
+            let probs = self.probabilities(pooled.clone());
             let half = |t: Tensor<2>| {
                 let [_, cols] = t.dims();
                 (t.clone().slice([0..faces, 0..cols]) + t.slice([faces..2 * faces, 0..cols]))
@@ -308,7 +345,7 @@ impl ExpressionModel {
             (half(probs), half(pooled))
         } else {
             let pooled = self.vit.pool(self.vit.forward_features(input));
-            (softmax(self.vit.forward_head(pooled.clone()), 1), pooled)
+            (self.probabilities(pooled.clone()), pooled)
         };
         rows(probs)
             .into_iter()
@@ -623,6 +660,29 @@ mod tests {
                 assert!((x - y).abs() < 1e-5);
             }
         }
+    }
+
+    #[test]
+    fn logit_offsets_shift_the_probabilities_as_a_prior_correction_would() {
+        let device = Device::flex();
+        let config = tiny_config();
+        let plain = ExpressionModel::from_parts(config.vit.init(&device), config, &device);
+        let before = plain.predict_probs(&crops());
+        let offsets = vec![0.0f32, 1.0, -2.0];
+        let shifted = plain
+            .with_logit_offsets(Some(offsets.clone()))
+            .predict_probs(&crops());
+        for (p, q) in before.iter().zip(&shifted) {
+            // softmax(l + o) ∝ p · exp(o), renormalised.
+            let w: Vec<f32> = p.iter().zip(&offsets).map(|(p, o)| p * o.exp()).collect();
+            let z: f32 = w.iter().sum();
+            for (a, b) in w.iter().zip(q) {
+                assert!((a / z - b).abs() < 1e-5, "{p:?} -> {q:?}");
+            }
+        }
+        let mut bad = tiny_config();
+        bad.logit_offsets = Some(vec![0.0; 2]);
+        assert!(bad.validate().is_err(), "one offset per class");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::frame::{RgbImage, SourceId};
 use crate::geometry::FaceDetection;
+use crate::head_pose::HeadPose;
 
 /// One analysed face of a frame.
 #[derive(Clone, Debug)]
@@ -15,6 +16,8 @@ pub struct FaceResult {
     pub probs: Vec<f32>,
     /// Causally smoothed probabilities of this face's track (None without tracking).
     pub smoothed: Option<Vec<f32>>,
+    /// Head pose from the landmarks (None without landmarks, e.g. `--crops`).
+    pub pose: Option<HeadPose>,
 }
 
 /// Why a frame has no analysis.

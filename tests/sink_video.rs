@@ -17,6 +17,11 @@ fn classes() -> Vec<String> {
 
 fn face() -> FaceResult {
     FaceResult {
+        pose: Some(mimic::head_pose::HeadPose {
+            yaw: 20.0,
+            pitch: -5.0,
+            roll: 3.0,
+        }),
         face: 0,
         track_id: None,
         detection: FaceDetection {

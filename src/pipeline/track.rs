@@ -9,6 +9,7 @@ use super::infer::ScoredFrame;
 use super::{Item, PipelineError, Stage, StageClocks, TrackingOptions};
 use crate::frame::Frame;
 use crate::geometry::FaceDetection;
+use crate::head_pose::estimate_head_pose;
 use crate::record::{FaceResult, FrameResult, FrameStatus};
 use crate::track::{ProbabilitySmoother, ShotCutDetector, Tracker};
 
@@ -95,6 +96,11 @@ pub(super) fn track_stage(
                     .zip(probs)
                     .enumerate()
                     .map(|(face, (detection, probs))| FaceResult {
+                        pose: estimate_head_pose(
+                            &detection.landmarks,
+                            frame.width(),
+                            frame.height(),
+                        ),
                         face,
                         track_id: None,
                         detection,

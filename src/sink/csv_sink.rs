@@ -5,8 +5,8 @@ use std::io::Write;
 use std::path::Path;
 
 use super::rows::{
-    FaceRow, LATENCY_DECIMALS, PIXEL_DECIMALS, PROB_DECIMALS, PTS_DECIMALS, Row, SCORE_DECIMALS,
-    TableLayout, frame_rows,
+    ANGLE_DECIMALS, FaceRow, LATENCY_DECIMALS, PIXEL_DECIMALS, PROB_DECIMALS, PTS_DECIMALS, Row,
+    SCORE_DECIMALS, TableLayout, frame_rows,
 };
 use super::{OrderGuard, Sink, SinkError, open_output};
 use crate::record::FrameResult;
@@ -87,7 +87,7 @@ fn cells(row: &Row, layout: &TableLayout) -> Vec<String> {
     out.push(row.frame.to_string());
     out.push(fmt(row.pts_ms, PTS_DECIMALS));
     out.push(row.status.to_string());
-    let empty_face = 2 + 4 + 1 + 10 + 2 + layout.class_names().len();
+    let empty_face = 2 + 4 + 1 + 10 + 3 + 2 + layout.class_names().len();
     let empty_smooth = if layout.smoothed() {
         2 + layout.class_names().len()
     } else {
@@ -109,6 +109,7 @@ fn cells(row: &Row, layout: &TableLayout) -> Vec<String> {
                 xywh,
                 det_score,
                 landmarks,
+                pose,
                 label,
                 confidence,
                 probs,
@@ -125,6 +126,12 @@ fn cells(row: &Row, layout: &TableLayout) -> Vec<String> {
                     .flatten()
                     .map(|v| fmt(*v as f64, PIXEL_DECIMALS)),
             );
+            match pose {
+                Some(p) => {
+                    out.extend([p.yaw, p.pitch, p.roll].map(|a| fmt(f64::from(a), ANGLE_DECIMALS)))
+                }
+                None => out.extend(std::iter::repeat_n(String::new(), 3)),
+            }
             out.push(label.to_string());
             out.push(fmt(*confidence as f64, PROB_DECIMALS));
             out.extend(probs.iter().map(|p| fmt(*p as f64, PROB_DECIMALS)));
@@ -245,7 +252,7 @@ mod tests {
         assert_eq!(
             lines[1],
             "clip.mp4,0,0.000,analyzed,0,1,7,5.00,10.25,40.50,49.75,0.9988,\
-             15.00,20.00,16.00,20.50,17.00,21.00,18.00,21.50,19.00,22.00,\
+             15.00,20.00,16.00,20.50,17.00,21.00,18.00,21.50,19.00,22.00,,,,\
              happiness,0.70000,0.10000,0.70000,0.20000,12.50"
         );
         let ncols = lines[0].split(',').count();

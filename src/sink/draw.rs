@@ -1,11 +1,14 @@
 //! The drawing both the annotated video and the preview window show: per face its box,
-//! its five landmarks, `label confidence #track` above the box and the three most
-//! likely classes with bars below it. Drawn with OpenCV's imgproc on a BGR picture.
+//! its five landmarks, an arrow from the nose where the head faces (its pose),
+//! `label confidence #track` above the box and the three most likely classes with bars
+//! (in the class colours of [`crate::colours`]) below it. Drawn with OpenCV's imgproc on a BGR picture.
 
 use opencv::core::{CV_8UC3, Mat, MatTraitConst, MatTraitManual, Point, Rect, Scalar, Size};
 use opencv::imgproc;
 
+use crate::colours::class_colour;
 use crate::frame::RgbImage;
+use crate::head_pose::rotation_of;
 use crate::record::{FaceResult, FrameResult, FrameStatus, argmax};
 
 /// Box colours (BGR), picked by track id (or face position without tracking), so one
@@ -93,6 +96,20 @@ fn draw_face(
         )?;
     }
 
+    if let Some(pose) = face.pose {
+        // Where the head faces: the template's forward axis (towards the camera when
+        // frontal, so the arrow shrinks to a point), projected, as long as the box is wide.
+        let r = rotation_of(pose);
+        let length = f64::from(bbox.width()) * 0.8;
+        let [nx, ny] = face.detection.landmarks[2];
+        let tip = Point::new(
+            (f64::from(nx) - r[0][2] * length).round() as i32,
+            (f64::from(ny) - r[1][2] * length).round() as i32,
+        );
+        let nose = Point::new(nx.round() as i32, ny.round() as i32);
+        imgproc::arrowed_line(image, nose, tip, color, thickness, imgproc::LINE_AA, 0, 0.2)?;
+    }
+
     let probs = face.smoothed.as_deref().unwrap_or(&face.probs);
     if probs.is_empty() {
         return Ok(());
@@ -123,7 +140,10 @@ fn draw_face(
             line / 2,
         );
         if bar.width > 0 {
-            imgproc::rectangle(image, bar, color, imgproc::FILLED, imgproc::LINE_8, 0)?;
+            // Bars in the class's colour (the report's charts use the same).
+            let [cr, cg, cb] = class_colour(i);
+            let class = Scalar::new(f64::from(cb), f64::from(cg), f64::from(cr), 0.0);
+            imgproc::rectangle(image, bar, class, imgproc::FILLED, imgproc::LINE_8, 0)?;
         }
         let text = format!("{} {:.2}", name(i), probs[i]);
         label(

@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 
 use super::rows::{
-    LATENCY_DECIMALS, PIXEL_DECIMALS, PROB_DECIMALS, PTS_DECIMALS, Row, SCORE_DECIMALS,
-    TableLayout, frame_rows, round_to,
+    ANGLE_DECIMALS, LATENCY_DECIMALS, PIXEL_DECIMALS, PROB_DECIMALS, PTS_DECIMALS, Row,
+    SCORE_DECIMALS, TableLayout, frame_rows, round_to,
 };
 use super::{OrderGuard, Sink, SinkError, open_output};
 use crate::record::FrameResult;
@@ -102,6 +102,11 @@ impl Serialize for JsonRow<'_> {
         )?;
         let landmarks = f.map(|f| f.landmarks.map(|[x, y]| [px(x), px(y)]));
         m.serialize_entry("landmarks", &landmarks)?;
+        let pose = f.and_then(|f| f.pose);
+        let angle = |a: f32| round_to(f64::from(a), ANGLE_DECIMALS);
+        m.serialize_entry("yaw", &pose.map(|p| angle(p.yaw)))?;
+        m.serialize_entry("pitch", &pose.map(|p| angle(p.pitch)))?;
+        m.serialize_entry("roll", &pose.map(|p| angle(p.roll)))?;
         m.serialize_entry("label", &f.map(|f| f.label))?;
         m.serialize_entry("confidence", &f.map(|f| prob(f.confidence)))?;
         m.serialize_entry(

@@ -11,6 +11,7 @@
 mod csv_sink;
 mod draw;
 mod jsonl_sink;
+mod parquet_sink;
 mod preview_sink;
 mod rows;
 mod video_sink;
@@ -26,6 +27,7 @@ use crate::record::FrameResult;
 pub use csv_sink::CsvSink;
 pub use draw::{draw_results, rgb_to_bgr_mat};
 pub use jsonl_sink::JsonlSink;
+pub use parquet_sink::ParquetSink;
 pub use preview_sink::PreviewSink;
 pub use rows::TableLayout;
 pub use video_sink::AnnotatedVideoSink;
@@ -156,6 +158,7 @@ pub(crate) mod test_support {
             *lm = [x + 10.0 + k as f32, 20.0 + k as f32 * 0.5];
         }
         FaceResult {
+            pose: None,
             face: i,
             track_id: Some(7 + i as u64),
             detection: FaceDetection {

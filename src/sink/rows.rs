@@ -2,22 +2,27 @@
 //!
 //! Columns, in order:
 //! `source, frame, pts_ms, status, face, face_count, track_id, x, y, w, h, det_score,
-//! lm0_x, lm0_y, …, lm4_x, lm4_y, label, confidence, <one per class>`, then, when the
+//! lm0_x, lm0_y, …, lm4_x, lm4_y, yaw, pitch, roll, label, confidence, <one per class>`,
+//! then, when the
 //! layout has smoothed values, `smooth_label, smooth_confidence, smooth_<class>…`, and
 //! `latency_ms` last. `x, y` is the box's top-left corner, `w, h` its size, in pixels
 //! of the (upright) frame. A row of a frame without a face, or of a skipped frame, has
 //! `face_count` 0 and every face column empty.
 //!
-//! Fixed precisions: times 3 decimals (µs), pixels 2, detector score 4, probabilities 5,
-//! latency 2.
+//! `yaw, pitch, roll`: head pose in degrees ([`crate::head_pose`] gives the signs).
+//!
+//! Fixed precisions: times 3 decimals (µs), pixels 2, angles 2, detector score 4,
+//! probabilities 5, latency 2.
 
 use crate::geometry::Landmarks;
+use crate::head_pose::HeadPose;
 use crate::record::{FaceResult, FrameResult, FrameStatus, argmax};
 
 use super::SinkError;
 
 pub(crate) const PTS_DECIMALS: usize = 3;
 pub(crate) const PIXEL_DECIMALS: usize = 2;
+pub(crate) const ANGLE_DECIMALS: usize = 2;
 pub(crate) const SCORE_DECIMALS: usize = 4;
 pub(crate) const PROB_DECIMALS: usize = 5;
 pub(crate) const LATENCY_DECIMALS: usize = 2;
@@ -84,6 +89,7 @@ impl TableLayout {
             h.push(format!("lm{k}_x"));
             h.push(format!("lm{k}_y"));
         }
+        h.extend(["yaw", "pitch", "roll"].map(String::from));
         h.push("label".into());
         h.push("confidence".into());
         h.extend(self.class_names.iter().cloned());
@@ -117,6 +123,7 @@ pub(crate) struct FaceRow<'a> {
     pub xywh: [f32; 4],
     pub det_score: f32,
     pub landmarks: Landmarks,
+    pub pose: Option<HeadPose>,
     pub label: &'a str,
     pub confidence: f32,
     pub probs: &'a [f32],
@@ -200,6 +207,7 @@ fn face_row<'a>(
         xywh: [b.x1, b.y1, b.width(), b.height()],
         det_score: f.detection.score,
         landmarks: f.detection.landmarks,
+        pose: f.pose,
         label: layout.class_names[best].as_str(),
         confidence,
         probs: &f.probs,
@@ -225,10 +233,13 @@ mod tests {
         assert_eq!(&h[..12], LEADING_COLUMNS);
         assert_eq!(&h[12..14], ["lm0_x", "lm0_y"]);
         assert_eq!(
-            &h[20..26],
+            &h[20..29],
             [
                 "lm4_x",
                 "lm4_y",
+                "yaw",
+                "pitch",
+                "roll",
                 "label",
                 "confidence",
                 "neutral",
@@ -236,10 +247,10 @@ mod tests {
             ]
         );
         assert_eq!(h.last().unwrap(), "latency_ms");
-        assert_eq!(h.len(), 12 + 10 + 2 + 3 + 1);
+        assert_eq!(h.len(), 12 + 10 + 3 + 2 + 3 + 1);
         let smooth = TableLayout::new(&classes(), true).unwrap().header();
         assert_eq!(
-            &smooth[27..32],
+            &smooth[30..35],
             [
                 "smooth_label",
                 "smooth_confidence",

@@ -102,6 +102,15 @@ impl ClassBalance {
         })
     }
 
+    /// Post-hoc logit adjustment's offsets `−τ · log π_c`, added to a trained model's
+    /// logits at prediction ([`mimic::model::ModelConfig::logit_offsets`]).
+    pub fn posthoc_offsets(&self) -> Vec<f32> {
+        self.prior
+            .iter()
+            .map(|p| (-self.tau * p.ln()) as f32)
+            .collect()
+    }
+
     /// One line for the log: the mode, τ and the prior.
     pub fn describe(&self, classes: &[String]) -> String {
         let prior: Vec<String> = classes

@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use mimic::model::ExpressionModel;
 use serde::{Deserialize, Serialize};
 
+use crate::balance::{BalanceMode, ClassBalance};
 use crate::data::{LabelMode, LabeledSet, Split};
 use crate::device::{DeviceChoice, select};
 use crate::finetune::{BEST_DIR, dataset_kind};
@@ -45,6 +46,37 @@ pub struct EvalOptions {
     /// (false), whatever the package says (default: as the package says).
     #[arg(long)]
     pub flip_average: Option<bool>,
+    /// Post-hoc logit adjustment of strength τ: add −τ·log π (π: the train split's
+    /// class prior under the majority protocol) to the logits, whatever the package
+    /// says (0: none).
+    #[arg(long, value_name = "TAU")]
+    pub logit_adjust: Option<f64>,
+}
+
+/// Post-hoc logit-adjustment offsets `−τ·log π` of the train split of `data` (`None`
+/// for τ = 0).
+pub fn prior_offsets(dataset: &str, data: &Path, tau: f64) -> Result<Option<Vec<f32>>> {
+    if tau == 0.0 {
+        return Ok(None);
+    }
+    if !(tau.is_finite() && tau > 0.0) {
+        bail!("--logit-adjust {tau} must be zero or positive");
+    }
+    let train = crate::data::load(
+        dataset_kind(dataset)?,
+        data,
+        Split::Train,
+        LabelMode::Majority,
+    )
+    .with_context(|| {
+        format!(
+            "the train split of {} gives the class prior",
+            data.display()
+        )
+    })?;
+    let targets: Vec<Vec<f32>> = train.samples.iter().map(|s| s.target.clone()).collect();
+    let balance = ClassBalance::new(BalanceMode::LogitAdjust, tau, &targets, train.classes.len());
+    Ok(Some(balance.posthoc_offsets()))
 }
 
 /// What `summary.json` holds.
@@ -102,6 +134,10 @@ pub fn eval(opts: &EvalOptions) -> Result<EvalSummary> {
     let model = ExpressionModel::load(&dir, &device)?;
     let model = match opts.flip_average {
         Some(on) => model.with_flip_average(on),
+        None => model,
+    };
+    let model = match opts.logit_adjust {
+        Some(tau) => model.with_logit_offsets(prior_offsets(&opts.dataset, &opts.data, tau)?),
         None => model,
     };
     eprintln!(

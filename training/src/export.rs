@@ -50,6 +50,10 @@ pub struct ExportOptions {
     /// (twice the cost per face; measure it with `eval --flip-average true` first).
     #[arg(long)]
     pub flip_average: bool,
+    /// Store post-hoc logit-adjustment offsets of strength τ (−τ·log π of the train
+    /// split of --data) in the package; measure with `eval --logit-adjust τ` first.
+    #[arg(long, value_name = "TAU")]
+    pub logit_adjust: Option<f64>,
 }
 
 /// Writes the package; returns its folder.
@@ -59,7 +63,14 @@ pub fn export(opts: &ExportOptions) -> Result<PathBuf> {
     }
     let source = package_dir(&opts.run);
     let device = burn::tensor::Device::flex();
-    let model = ExpressionModel::load(&source, &device)?.with_flip_average(opts.flip_average);
+    let mut model = ExpressionModel::load(&source, &device)?.with_flip_average(opts.flip_average);
+    if let Some(tau) = opts.logit_adjust {
+        let data = opts
+            .data
+            .as_ref()
+            .context("--logit-adjust needs --data: the train split gives the class prior")?;
+        model = model.with_logit_offsets(crate::eval::prior_offsets(&opts.dataset, data, tau)?);
+    }
     let run_dir = if source.ends_with(crate::finetune::BEST_DIR) {
         source.parent().map(Path::to_path_buf)
     } else {
@@ -117,6 +128,9 @@ pub fn export(opts: &ExportOptions) -> Result<PathBuf> {
         }
         provenance.insert("earlier_package".into(), earlier.name);
     }
+    if let Some(tau) = opts.logit_adjust {
+        provenance.insert("logit_adjust_tau".into(), tau.to_string());
+    }
     config.provenance = provenance;
 
     let out = opts.models_dir.join(&opts.name);
@@ -144,6 +158,25 @@ pub fn export(opts: &ExportOptions) -> Result<PathBuf> {
             );
             measured.push((split.to_string(), original, stored));
         }
+    }
+    // The measured figures go into config.json too, where the analyzer's report reads
+    // them (`<dataset>_<split>_accuracy`, `…_mean_class_accuracy`, of the stored weights).
+    if !measured.is_empty() {
+        for (split, _, stored) in &measured {
+            let key = format!("{}_{split}", opts.dataset);
+            config.provenance.insert(
+                format!("{key}_accuracy"),
+                format!("{:.6}", stored.accuracy()),
+            );
+            config.provenance.insert(
+                format!("{key}_mean_class_accuracy"),
+                format!("{:.6}", stored.mean_class_accuracy()),
+            );
+        }
+        mimic::model::write_atomically(
+            &out.join(mimic::model::CONFIG_FILE),
+            serde_json::to_string_pretty(&config)?.as_bytes(),
+        )?;
     }
     let card = model_card(
         &config,
@@ -244,6 +277,16 @@ fn model_card(
         config.std
     )
     .unwrap();
+    if let Some(tau) = config.provenance.get("logit_adjust_tau") {
+        writeln!(
+            s,
+            "The logits are corrected for FER+ Train's class prior π before the softmax \
+             (post-hoc logit adjustment, `logit_offsets` = −{tau}·log π in `config.json`): \
+             fewer faces fall to the common classes (neutral, happiness), more to the rare \
+             ones, at some cost in plain accuracy.\n"
+        )
+        .unwrap();
+    }
     if config.flip_average {
         s += "Each face is classified twice, as it is and mirrored left-right, and the two \
               probability vectors are averaged (`flip_average` in `config.json`; twice the \

@@ -355,6 +355,7 @@ fn export_then_load_in_the_analyzer_gives_the_same_probabilities() {
             test: false,
             batch_size: 64,
             flip_average: false,
+            logit_adjust: None,
         })
         .unwrap();
         let loaded = ExpressionModel::load(&out, &device).unwrap();
@@ -389,6 +390,7 @@ fn eval_writes_accuracy_confusion_csv_and_png() {
         batch_size: 64,
         device: mimic_train::device::DeviceChoice::Cpu,
         flip_average: None,
+        logit_adjust: None,
     })
     .unwrap();
     assert_eq!(summary.images, 200);
