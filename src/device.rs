@@ -220,6 +220,14 @@ pub fn adapters() -> &'static [AdapterSummary] {
     })
 }
 
+/// How many discrete GPUs wgpu finds (the devices `mimic-train --replicas` spreads over).
+pub fn discrete_gpu_count() -> usize {
+    adapters()
+        .iter()
+        .filter(|a| a.device_type == wgpu::DeviceType::DiscreteGpu)
+        .count()
+}
+
 /// Serialises instance creation and runtime initialisation: the Vulkan loader does not
 /// like instances created on several threads at once.
 fn wgpu_lock() -> std::sync::MutexGuard<'static, ()> {

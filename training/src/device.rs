@@ -39,3 +39,21 @@ pub fn select(choice: DeviceChoice) -> Result<(Device, String)> {
     };
     Ok((selected.burn, description))
 }
+
+/// The devices of `--replicas n` with `main` first: on a GPU the first `n` discrete GPUs
+/// (an error when there are fewer), on the CPU `n` times its one device.
+pub fn replica_devices(main: &Device, n: usize) -> Result<Vec<Device>> {
+    if n == 0 {
+        anyhow::bail!("--replicas must be at least 1");
+    }
+    if n == 1 || *main == Device::flex() {
+        return Ok(vec![main.clone(); n]);
+    }
+    let found = mimic::device::discrete_gpu_count();
+    if found < n {
+        anyhow::bail!("--replicas {n}: wgpu finds {found} discrete GPU(s)");
+    }
+    Ok((0..n)
+        .map(|i| Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(i)))
+        .collect())
+}

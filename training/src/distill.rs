@@ -87,6 +87,30 @@ impl Teacher {
     }
 }
 
+impl Teacher {
+    /// [`soft_targets`](Self::soft_targets) of a batch rendered on the host
+    /// (`images`: `n` images `[3, size, size]`, normalised), computed on `device` and
+    /// read back: `[n · classes]`, so that each replica takes its rows.
+    pub fn soft_targets_of(
+        &self,
+        images: &[f32],
+        n: usize,
+        size: usize,
+        temperature: f64,
+        device: &Device,
+    ) -> Vec<f32> {
+        let x = Tensor::<4>::from_data(
+            burn::tensor::TensorData::new(images.to_vec(), [n, 3, size, size]),
+            device,
+        );
+        self.soft_targets(x, temperature)
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 probabilities")
+    }
+}
+
 /// `T² · CE(softmax(logits / T), teacher)`: `logits: [batch, classes]` (the
 /// student's, with gradient), `teacher: [batch, classes]` (soft targets at
 /// `T`, constant) → `[1]`.

@@ -21,7 +21,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::nn::Linear;
-use burn::optim::GradientsParams;
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use mimic::model::{
@@ -35,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::balance::{BalanceMode, ClassBalance};
 use crate::control::{EpochProgress, LoopControl, Outcome, format_duration, prefetch};
 use crate::data::{DatasetError, DatasetKind, LabelMode, LabeledSet, Split};
+use crate::data_parallel::{PartLoss, data_parallel_gradients, split_evenly};
 use crate::device::{DeviceChoice, select};
 use crate::distill::{Teacher, distillation_loss};
 use crate::images::{
@@ -206,6 +206,16 @@ pub struct FinetuneOptions {
     /// Batch size of the validation pass.
     #[arg(long, default_value_t = 256)]
     pub eval_batch: usize,
+    /// Data parallelism: split each batch over this many devices (discrete GPUs 0…N−1
+    /// with --device wgpu; on the CPU, replicas taking turns on its one device, which
+    /// only tests the path).
+    #[arg(long, default_value_t = 1)]
+    #[serde(default = "one_replica")]
+    pub replicas: usize,
+}
+
+fn one_replica() -> usize {
+    1
 }
 
 const MAY_CHANGE: [&str; 5] = [
@@ -495,6 +505,81 @@ struct Batch {
     ce_targets: Vec<f32>,
 }
 
+/// The rows of a batch one replica takes, with the teacher's soft targets of those rows
+/// when distilling.
+struct BatchPart {
+    images: Vec<f32>,
+    targets: Vec<Vec<f32>>,
+    ce_targets: Vec<f32>,
+    teacher: Option<Vec<f32>>,
+}
+
+impl Batch {
+    fn part(&self, rows: std::ops::Range<usize>, teacher: Option<&[f32]>) -> BatchPart {
+        let per_image = self.images.len() / self.targets.len().max(1);
+        let classes = self.ce_targets.len() / self.targets.len().max(1);
+        BatchPart {
+            images: self.images[rows.start * per_image..rows.end * per_image].to_vec(),
+            targets: self.targets[rows.clone()].to_vec(),
+            ce_targets: self.ce_targets[rows.start * classes..rows.end * classes].to_vec(),
+            teacher: teacher.map(|t| t[rows.start * classes..rows.end * classes].to_vec()),
+        }
+    }
+}
+
+/// What every part's loss needs besides its rows.
+struct LossContext {
+    classes: usize,
+    size: usize,
+    /// Logit adjustment's `τ·log π`, added inside the cross-entropy.
+    logit_offsets: Option<Vec<f32>>,
+    /// Distillation's weight α and temperature T.
+    distill: Option<(f64, f64)>,
+    /// The contrastive term's weight and temperature.
+    supcon: Option<(f64, f64)>,
+}
+
+/// The fine-tuning loss of one part on `device`:
+/// `(1 − α)·CE + α·KD + w·L_mix-supcon`; reports `[ce, supcon, kd]`.
+fn part_loss(
+    model: &Classifier,
+    part: BatchPart,
+    ctx: &LossContext,
+    device: &Device,
+) -> PartLoss<Vec<f64>> {
+    let n = part.targets.len();
+    let (c, s) = (ctx.classes, ctx.size);
+    let x = Tensor::<4>::from_data(TensorData::new(part.images, [n, 3, s, s]), device);
+    let y = Tensor::<2>::from_data(TensorData::new(part.ce_targets, [n, c]), device);
+    let (logits, pooled) = model.forward(x);
+    let ce = match &ctx.logit_offsets {
+        Some(o) => {
+            let offsets = Tensor::<2>::from_data(TensorData::new(o.clone(), [1, c]), device);
+            soft_cross_entropy(logits.clone() + offsets, y)
+        }
+        None => soft_cross_entropy(logits.clone(), y),
+    };
+    let scalar = |t: &Tensor<1>| t.clone().into_scalar::<f32>() as f64;
+    let ce_value = scalar(&ce);
+    let (mut loss, mut kd_value) = (ce, 0.0);
+    if let (Some((alpha, temperature)), Some(soft)) = (ctx.distill, part.teacher) {
+        let soft = Tensor::<2>::from_data(TensorData::new(soft, [n, c]), device);
+        let kd = distillation_loss(logits, soft, temperature);
+        kd_value = scalar(&kd);
+        loss = loss.mul_scalar(1.0 - alpha) + kd.mul_scalar(alpha);
+    }
+    let mut sc_value = 0.0;
+    if let Some((weight, temperature)) = ctx.supcon {
+        let sc = mix_supcon_loss(model.project(pooled), &part.targets, temperature);
+        sc_value = scalar(&sc);
+        loss = loss + sc.mul_scalar(weight);
+    }
+    PartLoss {
+        loss,
+        report: vec![ce_value, sc_value, kd_value],
+    }
+}
+
 /// Runs (or resumes) fine-tuning; returns how it ended.
 pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome> {
     opts.check()?;
@@ -553,7 +638,21 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
     if opts.balance != BalanceMode::None {
         eprintln!("{}", balance.describe(&classes));
     }
-    let logit_offsets = balance.logit_offsets(&ad);
+    let replicas = crate::device::replica_devices(&device, opts.replicas)?
+        .into_iter()
+        .map(Device::autodiff)
+        .collect::<Vec<_>>();
+    if replicas.len() > 1 {
+        eprintln!(
+            "data parallel over {} replicas (batches of {} split {:?})",
+            replicas.len(),
+            opts.batch_size,
+            split_evenly(opts.batch_size, replicas.len())
+                .iter()
+                .map(|r| r.len())
+                .collect::<Vec<_>>()
+        );
+    }
     let teacher = match &opts.teacher {
         Some(dir) => {
             let teacher = Teacher::load(dir, &classes, train.store.channels == 1, &device)?;
@@ -618,6 +717,15 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
     let total_steps = opts.epochs * steps_per_epoch;
     let warmup = (opts.warmup_epochs * steps_per_epoch as f64).round() as usize;
     let bs = opts.batch_size;
+    let context = LossContext {
+        classes: classes.len(),
+        size,
+        logit_offsets: balance.logit_offset_values(),
+        distill: teacher
+            .is_some()
+            .then_some((opts.distill_weight, opts.distill_temperature)),
+        supcon: (opts.supcon_weight > 0.0).then_some((opts.supcon_weight, opts.temperature)),
+    };
     let mut control = LoopControl::new(
         stop,
         opts.max_steps,
@@ -665,33 +773,32 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
         for batch in batches {
             let lr = warmup_cosine(state.step, total_steps, warmup, opts.peak_lr(), opts.min_lr);
             last_lr = lr;
-            ad.seed(derive_seed(opts.seed, stream::DEVICE, state.step as u64));
-            let x = Tensor::<4>::from_data(TensorData::new(batch.images, [bs, 3, size, size]), &ad);
-            let y =
-                Tensor::<2>::from_data(TensorData::new(batch.ce_targets, [bs, classes.len()]), &ad);
-            let (logits, pooled) = model.forward(x.clone());
-            let ce = match &logit_offsets {
-                Some(offsets) => soft_cross_entropy(logits.clone() + offsets.clone(), y),
-                None => soft_cross_entropy(logits.clone(), y),
-            };
-            let ce_value = ce.clone().into_scalar::<f32>() as f64;
-            let ce = match &teacher {
-                Some(teacher) => {
-                    let t = opts.distill_temperature;
-                    let soft = teacher.soft_targets(x.inner(), t).autodiff();
-                    let kd = distillation_loss(logits, soft, t);
-                    kd_sum += kd.clone().into_scalar::<f32>() as f64;
-                    ce.mul_scalar(1.0 - opts.distill_weight) + kd.mul_scalar(opts.distill_weight)
-                }
-                None => ce,
-            };
-            let loss = if opts.supcon_weight > 0.0 {
-                let sc = mix_supcon_loss(model.project(pooled), &batch.targets, opts.temperature);
-                sc_sum += sc.clone().into_scalar::<f32>() as f64;
-                ce + sc.mul_scalar(opts.supcon_weight)
-            } else {
-                ce
-            };
+            for (i, d) in replicas.iter().enumerate() {
+                d.seed(derive_seed(
+                    opts.seed,
+                    stream::DEVICE,
+                    (state.step * replicas.len() + i) as u64,
+                ));
+            }
+            let teacher_targets = teacher.as_ref().map(|t| {
+                t.soft_targets_of(&batch.images, bs, size, opts.distill_temperature, &device)
+            });
+            let parts: Vec<(BatchPart, usize)> = split_evenly(bs, replicas.len())
+                .into_iter()
+                .map(|rows| {
+                    (
+                        batch.part(rows.clone(), teacher_targets.as_deref()),
+                        rows.len(),
+                    )
+                })
+                .collect();
+            let (mut grads, terms) =
+                data_parallel_gradients(&model, &replicas, parts, |m, part, dev| {
+                    part_loss(m, part, &context, dev)
+                });
+            let [ce_value, sc_value, kd_value] = [terms[0], terms[1], terms[2]];
+            sc_sum += sc_value;
+            kd_sum += kd_value;
             if !ce_value.is_finite() {
                 bail!(
                     "loss became {ce_value} at step {} (epoch {}); lower --lr",
@@ -699,7 +806,6 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                     epoch + 1
                 );
             }
-            let mut grads = GradientsParams::from_grads(loss.backward(), &model);
             if let Some(c) = opts.clip_grad {
                 grads = clip_grad_norm(&model, grads, c);
             }

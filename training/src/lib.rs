@@ -10,6 +10,7 @@
 //! | [`mix`] | mixup / cutmix and mixed class distributions |
 //! | [`mix_supcon`] | soft cross-entropy and the mix-supervised contrastive loss |
 //! | [`balance`], [`distill`] | class-prior correction of the cross-entropy, knowledge distillation |
+//! | [`data_parallel`] | one batch split over the devices of one machine (`--replicas`) |
 //! | [`schedule`], [`optim`] | warm-up + cosine, layer-wise decay, AdamW groups, gradient clipping |
 //! | [`run`], [`control`] | run folder, resumable checkpoints, prefetching, progress |
 //! | [`pretrain`], [`finetune`], [`eval`], [`export`], [`bench`] | the subcommands |
@@ -18,6 +19,7 @@ pub mod balance;
 pub mod bench;
 pub mod control;
 pub mod data;
+pub mod data_parallel;
 pub mod device;
 pub mod distill;
 pub mod eval;

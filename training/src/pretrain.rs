@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 use mimic::model::{IMAGENET_MEAN, IMAGENET_STD, write_atomically, write_safetensors};
 use mimic::vit::{VitConfig, unpatchify};
@@ -26,6 +25,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::control::{EpochProgress, LoopControl, Outcome, format_duration, prefetch};
+use crate::data_parallel::{PartLoss, data_parallel_gradients, split_evenly};
 use crate::device::{DeviceChoice, select};
 use crate::images::{ImageStore, Normalization, PixelAugment, random_resized_crop, render};
 use crate::mae::{Mae, MaeConfig, MaskPlan, random_masking};
@@ -130,6 +130,15 @@ pub struct PretrainOptions {
     #[arg(long, default_value_t = 0.25)]
     #[serde(default = "quarter")]
     pub rewarmup_epochs: f64,
+    /// Data parallelism: split each batch over this many devices (see `finetune
+    /// --replicas`).
+    #[arg(long, default_value_t = 1)]
+    #[serde(default = "one_replica")]
+    pub replicas: usize,
+}
+
+fn one_replica() -> usize {
+    1
 }
 
 fn quarter() -> f64 {
@@ -193,7 +202,9 @@ const SAMPLE_IMAGES: usize = 8;
 /// One rendered training batch.
 struct Batch {
     images: Vec<f32>,
-    plan: MaskPlan,
+    /// One masking plan per replica's rows (one for the whole batch without
+    /// `--replicas`).
+    plans: Vec<MaskPlan>,
 }
 
 /// Runs (or resumes) MAE pre-training.
@@ -232,6 +243,10 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
 
     let ad = device.clone().autodiff();
     ad.seed(derive_seed(opts.seed, stream::INIT, 0));
+    let replicas = crate::device::replica_devices(&device, opts.replicas)?
+        .into_iter()
+        .map(Device::autodiff)
+        .collect::<Vec<_>>();
     let mae = cfg.init(&ad);
     let adamw_options = AdamWOptions {
         weight_decay: opts.weight_decay,
@@ -370,8 +385,11 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                         out,
                     );
                 }
-                let plan = random_masking(bs, patches, visible, &mut rng);
-                Batch { images, plan }
+                let plans = split_evenly(bs, opts.replicas)
+                    .into_iter()
+                    .map(|rows| random_masking(rows.len(), patches, visible, &mut rng))
+                    .collect();
+                Batch { images, plans }
             })
         };
         let mut progress = EpochProgress::new(epoch, opts.epochs, steps_per_epoch, state.batch);
@@ -386,13 +404,37 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
             let lr = warmup_cosine(state.step, total_steps, warmup, opts.peak_lr(), opts.min_lr)
                 * rewarm_factor(state.step, state.continued_from_step, rewarmup);
             last_lr = lr;
-            ad.seed(derive_seed(opts.seed, stream::DEVICE, state.step as u64));
-            let x = Tensor::<4>::from_data(
-                TensorData::new(batch.images, [opts.batch_size, 3, size, size]),
-                &ad,
-            );
-            let (loss, _) = mae.forward(x, &batch.plan);
-            let loss_value = loss.clone().into_scalar::<f32>() as f64;
+            for (i, d) in replicas.iter().enumerate() {
+                d.seed(derive_seed(
+                    opts.seed,
+                    stream::DEVICE,
+                    (state.step * replicas.len() + i) as u64,
+                ));
+            }
+            let per_image = 3 * size * size;
+            let parts: Vec<((Vec<f32>, MaskPlan), usize)> =
+                split_evenly(opts.batch_size, replicas.len())
+                    .into_iter()
+                    .zip(batch.plans)
+                    .map(|(rows, plan)| {
+                        let images =
+                            batch.images[rows.start * per_image..rows.end * per_image].to_vec();
+                        ((images, plan), rows.len())
+                    })
+                    .collect();
+            let (mut grads, report) =
+                data_parallel_gradients(&mae, &replicas, parts, |m, (images, plan), dev| {
+                    let x = Tensor::<4>::from_data(
+                        TensorData::new(images, [plan.batch, 3, size, size]),
+                        dev,
+                    );
+                    let (loss, _) = m.forward(x, &plan);
+                    PartLoss {
+                        report: vec![loss.clone().into_scalar::<f32>() as f64],
+                        loss,
+                    }
+                });
+            let loss_value = report[0];
             if !loss_value.is_finite() {
                 bail!(
                     "loss became {loss_value} at step {} (epoch {}); lower --lr",
@@ -400,7 +442,6 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
                     epoch + 1
                 );
             }
-            let mut grads = GradientsParams::from_grads(loss.backward(), &mae);
             if let Some(c) = opts.clip_grad {
                 grads = clip_grad_norm(&mae, grads, c);
             }

@@ -571,3 +571,38 @@ fn a_fine_tuned_package_restarts_with_its_head_and_trains_balanced_and_distilled
     let err = format!("{:#}", finetune(&wrong_teacher, no_stop()).unwrap_err());
     assert!(err.contains("/nonexistent/teacher"), "{err}");
 }
+
+#[test]
+fn two_replicas_train_like_one_device_on_the_whole_batch() {
+    let _serial = serial();
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Per-sample losses only (no contrastive term, no mixing across the batch).
+    let exact = [
+        "--epochs",
+        "1",
+        "--supcon-weight",
+        "0",
+        "--mix",
+        "none",
+        "--drop-path",
+        "0",
+    ];
+    let single = tiny_finetune(one.path(), &exact, SMALL);
+    finetune(&single, no_stop()).unwrap();
+    let replicas: Vec<&str> = exact.iter().copied().chain(["--replicas", "2"]).collect();
+    let split = tiny_finetune(two.path(), &replicas, SMALL);
+    finetune(&split, no_stop()).unwrap();
+    let device = Device::flex();
+    let a = ExpressionModel::load(&one.path().join(BEST_DIR), &device).unwrap();
+    let b = ExpressionModel::load(&two.path().join(BEST_DIR), &device).unwrap();
+    let (sa, sb) = (a.vit().state_dict(), b.vit().state_dict());
+    for (name, (_, va)) in &sa.tensors {
+        let vb = &sb.tensors[name].1;
+        let diff = va
+            .iter()
+            .zip(vb)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-4, "{name} differs by {diff}");
+    }
+}
