@@ -14,7 +14,7 @@ use mimic::model::ExpressionModel;
 use mimic::model_choice::{FAST_MODEL, ModelRequest, choose_model};
 use mimic::mtcnn::{FaceDetector, MtcnnConfig};
 use mimic::pipeline::{
-    self, FaceFinder, PipelineOptions, ReconnectPolicy, StopFlag, TrackingOptions,
+    self, FaceFinder, PipelineOptions, ReconnectPolicy, RunSummary, StopFlag, TrackingOptions,
 };
 use mimic::report::{RunInfo, write_report};
 use mimic::sink::{AnnotatedVideoSink, CsvSink, JsonlSink, ParquetSink, PreviewSink, Sink};
@@ -318,25 +318,30 @@ pub fn run(args: AnalyzeArgs) -> Result<ExitCode> {
                     eprintln!("mimic: report written to {}", report.display());
                 }
             }
-            if !summary.failures.is_empty() {
-                bail!(
-                    "{} input(s) failed (rows of every frame decoded before a failure were written): {}",
-                    summary.failures.len(),
-                    summary
-                        .failures
-                        .iter()
-                        .map(|f| f.input.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            Ok(if summary.interrupted {
-                ExitCode::from(130)
-            } else {
-                ExitCode::SUCCESS
-            })
+            exit_code(
+                &summary,
+                "rows of every frame decoded before a failure were written",
+            )
         }
     }
+}
+
+/// A run's exit code: an error naming the failed inputs (`kept` says where their rows
+/// are), 130 when stopped by a signal, else success.
+pub fn exit_code(summary: &RunSummary, kept: &str) -> Result<ExitCode> {
+    if !summary.failures.is_empty() {
+        let names: Vec<&str> = summary.failures.iter().map(|f| f.input.as_str()).collect();
+        bail!(
+            "{} input(s) failed ({kept}): {}",
+            names.len(),
+            names.join(", ")
+        );
+    }
+    Ok(if summary.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Ctrl-C and SIGTERM raise `stop`: the stages drain and every row produced is written.

@@ -7,13 +7,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use mimic::batch::{InputStatus, Manifest, ManifestEntry, file_sha256, manifest_file_name};
 use mimic::decode::InputSpec;
 use mimic::model::ExpressionModel;
 use mimic::pipeline::{self, FaceFinder, RunSummary, StopFlag};
 
-use crate::analyze::{AnalyzeRun, PlannedInput, rows_sink};
+use crate::analyze::{AnalyzeRun, PlannedInput, exit_code, rows_sink};
 use crate::progress::{ProgressReport, print_summary};
 
 /// Analyses the run's inputs into `dir`; see the module doc.
@@ -87,24 +87,10 @@ pub fn run_folder(
         }
         print_summary(&total);
     }
-    if !total.failures.is_empty() {
-        bail!(
-            "{} input(s) failed (their rows up to the failure are in {}): {}",
-            total.failures.len(),
-            dir.display(),
-            total
-                .failures
-                .iter()
-                .map(|f| f.input.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    }
-    Ok(if total.interrupted {
-        ExitCode::from(130)
-    } else {
-        ExitCode::SUCCESS
-    })
+    exit_code(
+        &total,
+        &format!("their rows up to the failure are in {}", dir.display()),
+    )
 }
 
 /// One input through the pipeline into its `.part` file.

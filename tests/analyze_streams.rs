@@ -36,8 +36,15 @@ fn free_port(kind: &str) -> u16 {
 
 /// FFmpeg sending the fixture clip in real time (`-re`) as MPEG-TS to `url`.
 fn send(url: &str, extra_output: &[&str]) -> Child {
+    send_with(&[], url, extra_output)
+}
+
+/// [`send`] with options for the input (e.g. `-stream_loop -1`).
+fn send_with(input_options: &[&str], url: &str, extra_output: &[&str]) -> Child {
     Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+        .args(["-hide_banner", "-loglevel", "error", "-re"])
+        .args(input_options)
+        .arg("-i")
         .arg(fixture("clip.mp4"))
         .args([
             "-an",
@@ -187,32 +194,7 @@ fn sigterm_ends_like_ctrl_c_with_a_complete_csv() {
     let url = format!("udp://127.0.0.1:{}", free_port("udp"));
     let mimic = analyze_stream(&url, &csv, &[]);
     std::thread::sleep(Duration::from_millis(700));
-    let mut sender = Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-stream_loop",
-            "-1",
-            "-i",
-        ])
-        .arg(fixture("clip.mp4"))
-        .args([
-            "-an",
-            "-c:v",
-            "mpeg2video",
-            "-q:v",
-            "4",
-            "-g",
-            "5",
-            "-f",
-            "mpegts",
-        ])
-        .arg(&url)
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut sender = send_with(&["-stream_loop", "-1"], &url, &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::read_to_string(&csv).map_or(0, |t| t.lines().count()) < 10 {
         assert!(Instant::now() < deadline, "no rows within a minute");

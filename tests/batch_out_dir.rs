@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cli_common::root;
+use cli_common::{manifest_lines, root, rows_without_latency as rows};
 
 fn fixture(name: &str) -> String {
     root()
@@ -63,37 +63,6 @@ fn ok(out: &Output) {
     );
 }
 
-/// The rows of a CSV without the latency column (the only one that differs run to run).
-fn rows(csv: &Path) -> Vec<String> {
-    let mut r = csv::Reader::from_path(csv).unwrap();
-    let latency = r
-        .headers()
-        .unwrap()
-        .iter()
-        .position(|h| h == "latency_ms")
-        .unwrap();
-    r.records()
-        .map(|rec| {
-            let rec = rec.unwrap();
-            rec.iter()
-                .enumerate()
-                .filter(|(i, _)| *i != latency)
-                .map(|(_, v)| v)
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .collect()
-}
-
-fn manifest_lines(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("manifest"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap().lines().count())
-        .sum()
-}
-
 #[test]
 fn three_shards_merged_give_exactly_the_rows_of_one_process() {
     let tmp = tempfile::tempdir().unwrap();
@@ -120,7 +89,7 @@ fn three_shards_merged_give_exactly_the_rows_of_one_process() {
         ]));
     }
     assert_eq!(
-        manifest_lines(&out),
+        manifest_lines(&out).len(),
         6,
         "every input once over the three shards"
     );
@@ -203,7 +172,7 @@ fn a_killed_run_resumes_without_losing_or_repeating_an_input() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !out.exists() || manifest_lines(&out) < 2 {
+    while !out.exists() || manifest_lines(&out).len() < 2 {
         assert!(
             Instant::now() < deadline,
             "two inputs not done within two minutes"
@@ -217,7 +186,7 @@ fn a_killed_run_resumes_without_losing_or_repeating_an_input() {
         .unwrap();
     assert!(killed.success());
     assert_eq!(child.wait().unwrap().code(), Some(130));
-    let done_before = manifest_lines(&out);
+    let done_before = manifest_lines(&out).len();
     assert!(
         (2..4).contains(&done_before),
         "{done_before} inputs finished before the kill"
@@ -236,7 +205,7 @@ fn a_killed_run_resumes_without_losing_or_repeating_an_input() {
         String::from_utf8_lossy(&resumed.stderr)
     );
     assert_eq!(
-        manifest_lines(&out),
+        manifest_lines(&out).len(),
         4,
         "each input written to the manifest once"
     );

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use cli_common::root;
+use cli_common::{manifest_lines, root, rows_without_latency as rows};
 
 /// The cluster, stopped when the test ends however it ends.
 struct Cluster {
@@ -105,47 +105,6 @@ fn fixture(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
-}
-
-fn manifest_lines(dir: &Path) -> Vec<String> {
-    let mut lines: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.file_name().to_string_lossy().starts_with("manifest"))
-                .flat_map(|e| {
-                    std::fs::read_to_string(e.path())
-                        .unwrap()
-                        .lines()
-                        .map(str::to_string)
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    lines.sort();
-    lines
-}
-
-/// The rows of a CSV without the latency column.
-fn rows(csv: &Path) -> Vec<String> {
-    let mut r = csv::Reader::from_path(csv).unwrap();
-    let latency = r
-        .headers()
-        .unwrap()
-        .iter()
-        .position(|h| h == "latency_ms")
-        .unwrap();
-    r.records()
-        .map(|rec| {
-            let rec = rec.unwrap();
-            rec.iter()
-                .enumerate()
-                .filter(|(i, _)| *i != latency)
-                .map(|(_, v)| v)
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .collect()
 }
 
 fn mimic(args: &[&str]) -> Output {

@@ -67,3 +67,46 @@ impl Rows {
             .collect()
     }
 }
+
+/// The rows of a CSV without its latency column (the only one that differs run to run),
+/// each joined back into one string.
+pub fn rows_without_latency(csv: &Path) -> Vec<String> {
+    let mut r = csv::Reader::from_path(csv).expect("the CSV exists");
+    let latency = r
+        .headers()
+        .expect("a header")
+        .iter()
+        .position(|h| h == "latency_ms")
+        .expect("a latency column");
+    r.records()
+        .map(|rec| {
+            let rec = rec.expect("a complete row");
+            rec.iter()
+                .enumerate()
+                .filter(|(i, _)| *i != latency)
+                .map(|(_, v)| v)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .collect()
+}
+
+/// Every line of the `manifest*.jsonl` files of an `--out-dir` folder, sorted.
+pub fn manifest_lines(dir: &Path) -> Vec<String> {
+    let mut lines: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("manifest"))
+                .flat_map(|e| {
+                    std::fs::read_to_string(e.path())
+                        .unwrap_or_default()
+                        .lines()
+                        .map(str::to_string)
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    lines.sort();
+    lines
+}

@@ -102,6 +102,18 @@ where
     (accumulator.grads(), report)
 }
 
+/// Seeds each replica's random generator (stochastic depth) for optimizer step `step`:
+/// its own stream of the run's `seed`.
+pub fn seed_replicas(replicas: &[Device], seed: u64, step: usize) {
+    for (i, device) in replicas.iter().enumerate() {
+        device.seed(crate::run::derive_seed(
+            seed,
+            crate::run::stream::DEVICE,
+            (step * replicas.len() + i) as u64,
+        ));
+    }
+}
+
 /// `n` nearly equal consecutive ranges covering `0..len` (the first ones one longer).
 pub fn split_evenly(len: usize, n: usize) -> Vec<std::ops::Range<usize>> {
     let n = n.max(1);

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::balance::{BalanceMode, ClassBalance};
 use crate::control::{EpochProgress, LoopControl, Outcome, format_duration, prefetch};
 use crate::data::{DatasetError, DatasetKind, LabelMode, LabeledSet, Split};
-use crate::data_parallel::{PartLoss, data_parallel_gradients, split_evenly};
+use crate::data_parallel::{PartLoss, data_parallel_gradients, seed_replicas, split_evenly};
 use crate::device::{DeviceChoice, select};
 use crate::distill::{Teacher, distillation_loss};
 use crate::images::{
@@ -773,13 +773,7 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
         for batch in batches {
             let lr = warmup_cosine(state.step, total_steps, warmup, opts.peak_lr(), opts.min_lr);
             last_lr = lr;
-            for (i, d) in replicas.iter().enumerate() {
-                d.seed(derive_seed(
-                    opts.seed,
-                    stream::DEVICE,
-                    (state.step * replicas.len() + i) as u64,
-                ));
-            }
+            seed_replicas(&replicas, opts.seed, state.step);
             let teacher_targets = teacher.as_ref().map(|t| {
                 t.soft_targets_of(&batch.images, bs, size, opts.distill_temperature, &device)
             });

@@ -449,17 +449,7 @@ mod tests {
     #[test]
     fn forward_shapes_follow_the_mask_plan() {
         let d = Device::flex();
-        let cfg = MaeConfig::new(
-            VitConfig::new()
-                .with_image_size(16)
-                .with_patch_size(4)
-                .with_dim(16)
-                .with_depth(1)
-                .with_heads(2),
-        )
-        .with_decoder_dim(8)
-        .with_decoder_depth(1)
-        .with_decoder_heads(2);
+        let cfg = tiny_mae();
         let mae = cfg.init(&d);
         let mut rng = rand::rngs::StdRng::seed_from_u64(2);
         let plan = random_masking(2, 16, cfg.visible_patches(), &mut rng);

@@ -25,7 +25,7 @@ use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
 use crate::control::{EpochProgress, LoopControl, Outcome, format_duration, prefetch};
-use crate::data_parallel::{PartLoss, data_parallel_gradients, split_evenly};
+use crate::data_parallel::{PartLoss, data_parallel_gradients, seed_replicas, split_evenly};
 use crate::device::{DeviceChoice, select};
 use crate::images::{ImageStore, Normalization, PixelAugment, random_resized_crop, render};
 use crate::mae::{Mae, MaeConfig, MaskPlan, random_masking};
@@ -404,13 +404,7 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
             let lr = warmup_cosine(state.step, total_steps, warmup, opts.peak_lr(), opts.min_lr)
                 * rewarm_factor(state.step, state.continued_from_step, rewarmup);
             last_lr = lr;
-            for (i, d) in replicas.iter().enumerate() {
-                d.seed(derive_seed(
-                    opts.seed,
-                    stream::DEVICE,
-                    (state.step * replicas.len() + i) as u64,
-                ));
-            }
+            seed_replicas(&replicas, opts.seed, state.step);
             let per_image = 3 * size * size;
             let parts: Vec<((Vec<f32>, MaskPlan), usize)> =
                 split_evenly(opts.batch_size, replicas.len())

@@ -292,8 +292,13 @@ fn finetune_resumed_after_an_interruption_ends_as_an_uninterrupted_run() {
     }
     let wa = read_safetensors(&straight.path().join("best/model.safetensors")).unwrap();
     let wb = read_safetensors(&resumed.path().join("best/model.safetensors")).unwrap();
-    for (name, (_, va)) in &wa.tensors {
-        let vb = &wb.tensors[name].1;
+    assert_same_weights(&wa, &wb);
+}
+
+/// Every tensor of `a` equals `b`'s within 1e-4.
+fn assert_same_weights(a: &mimic::vit::StateDict, b: &mimic::vit::StateDict) {
+    for (name, (_, va)) in &a.tensors {
+        let vb = &b.tensors[name].1;
         let diff = va
             .iter()
             .zip(vb)
@@ -595,14 +600,5 @@ fn two_replicas_train_like_one_device_on_the_whole_batch() {
     let device = Device::flex();
     let a = ExpressionModel::load(&one.path().join(BEST_DIR), &device).unwrap();
     let b = ExpressionModel::load(&two.path().join(BEST_DIR), &device).unwrap();
-    let (sa, sb) = (a.vit().state_dict(), b.vit().state_dict());
-    for (name, (_, va)) in &sa.tensors {
-        let vb = &sb.tensors[name].1;
-        let diff = va
-            .iter()
-            .zip(vb)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
-        assert!(diff < 1e-4, "{name} differs by {diff}");
-    }
+    assert_same_weights(&a.vit().state_dict(), &b.vit().state_dict());
 }
