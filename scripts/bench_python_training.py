@@ -26,6 +26,8 @@ PRESETS = {  # image, patch, dim, depth, heads: training/README.md's table
     "mini": (48, 6, 192, 8, 3),
     "mini64": (64, 8, 192, 8, 3),
     "tiny": (224, 16, 192, 12, 3),
+    "small": (224, 16, 384, 12, 6),
+    "small112": (112, 8, 384, 12, 6),
 }
 
 

@@ -6,7 +6,7 @@
 # call carries at most 64 MiB, so the work takes two calls made back to back (the machine
 # stays warm ~30 s between calls and keeps what was written outside the repository):
 #
-#   here:   scripts/gpu_train.sh prepare MAE_RUN
+#   here:   scripts/gpu_train.sh prepare MAE     (a models/mae-… package or an MAE run folder)
 #           builds mimic-train and fills two ignored folders:
 #             target/gpudata/   FER+ Train + Valid (tar.xz, ~55 MB)
 #             target/gputrain/  the stripped binary (xz), the shared libraries it needs
@@ -44,7 +44,12 @@ prepare() {
         while read -r lib; do cp -L "$lib" target/gputrain/lib/; done
     (cd target/gputrain/gl &&
         apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null)
-    cp "$mae"/encoder.safetensors "$mae"/encoder.json target/gputrain/mae/
+    # A shipped MAE package (models/mae-…: mae.safetensors + mae.json) or a run folder.
+    if [ -f "$mae/mae.json" ]; then
+        cp "$mae"/mae.safetensors "$mae"/mae.json target/gputrain/mae/
+    else
+        cp "$mae"/encoder.safetensors "$mae"/encoder.json target/gputrain/mae/
+    fi
     du -sh target/gpudata target/gputrain
 }
 
@@ -87,15 +92,17 @@ train() {
         --device wgpu 2>&1 | tee "$out/bench.txt"
     local ips epochs
     ips=$(awk '$1 == "micro" && $2 == "finetune" {print int($4)}' "$out/bench.txt")
-    # ~25k FER+ training images per epoch (majority labels); ~15 % extra for validation.
-    epochs=$(( ${MIMIC_TRAIN_SECONDS:-330} * ips * 85 / 100 / 25045 ))
+    # ~28k FER+ training images per epoch (probability labels); ~15 % extra for validation.
+    epochs=$(( ${MIMIC_TRAIN_SECONDS:-330} * ips * 85 / 100 / 27947 ))
     if [ "$epochs" -gt 60 ]; then epochs=60; fi
     if [ "$epochs" -lt 2 ]; then epochs=2; fi
     echo "fine-tuning images/s: $ips -> $epochs epochs" | tee -a "$out/bench.txt"
 
     local run=/root/ft-micro status=0
-    "$bin" finetune --data "$data_dir" --dataset ferplus --label-mode majority \
-        --init "$bundle/mae" --out "$run" --preset micro --epochs "$epochs" \
+    # The campaign's fine-tuning recipe: the crowd's vote distributions as targets, model
+    # choice on the mean of accuracy and mean class accuracy.
+    "$bin" finetune --data "$data_dir" --dataset ferplus --label-mode probability \
+        --select average --init "$bundle/mae" --out "$run" --preset micro --epochs "$epochs" \
         --batch-size 256 --warmup-epochs $(( epochs / 10 + 1 )) --seed 1 --device wgpu \
         >"$out/finetune.log" 2>&1 || status=$?
     tail -5 "$out/finetune.log"

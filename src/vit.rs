@@ -104,6 +104,13 @@ impl VitConfig {
         Self::new().with_dim(384).with_heads(6)
     }
 
+    /// The accurate model's shape (GPU): ViT-Small at 112 px in 8 px patches
+    /// (14 x 14 = 196 patches, as ViT-S/16 at 224). 21.4 M parameters (+ head),
+    /// 4.56 GMACs per image.
+    pub fn small112() -> Self {
+        Self::small().with_image_size(112).with_patch_size(8)
+    }
+
     /// CPU analyzer candidate: 48 px input (FER+'s native size), 6 px patches
     /// (8 x 8 = 64 patches), ViT-Tiny width (192/3 heads), 8 blocks.
     /// 3.58 M parameters (+ head), 0.244 GMACs per image.
@@ -142,12 +149,13 @@ impl VitConfig {
             "mini" => Some(Self::mini()),
             "micro" => Some(Self::micro()),
             "mini64" => Some(Self::mini64()),
+            "small112" => Some(Self::small112()),
             _ => None,
         }
     }
 
     /// Names accepted by [`VitConfig::preset`].
-    pub const PRESETS: [&'static str; 5] = ["tiny", "small", "mini", "micro", "mini64"];
+    pub const PRESETS: [&'static str; 6] = ["tiny", "small", "mini", "micro", "mini64", "small112"];
 
     /// Patches per side (`image_size / patch_size`).
     pub fn grid_size(&self) -> usize {
@@ -984,6 +992,7 @@ mod tests {
             (VitConfig::mini(), 3.58, 0.244),
             (VitConfig::micro(), 2.71, 0.103),
             (VitConfig::mini64(), 3.60, 0.245),
+            (VitConfig::small112(), 21.4, 4.56),
         ] {
             let (p, g) = m(c.clone());
             assert!(
