@@ -128,6 +128,13 @@ fn bench_vit() {
             Err(e) => eprintln!("default model {} not loaded: {e}", dir.display()),
         }
     }
+    // `MIMIC_BENCH_VIT_BATCHES=1,64` (default 1,64,256): fewer sizes for a smoke run on a
+    // software adapter.
+    let vit_batches: Vec<usize> = std::env::var("MIMIC_BENCH_VIT_BATCHES")
+        .unwrap_or_else(|_| "1,64,256".into())
+        .split(',')
+        .map(|b| b.trim().parse().expect("MIMIC_BENCH_VIT_BATCHES: batch sizes, comma-separated"))
+        .collect();
     let s16 = vit_s16();
     models.push((
         "ViT-S/16 224 (random weights)".into(),
@@ -135,7 +142,7 @@ fn bench_vit() {
     ));
     for (name, model) in &models {
         let size = model.input_size() as usize;
-        for batch in [1usize, 64, 256] {
+        for &batch in &vit_batches {
             let input = Tensor::<4>::random(
                 [batch, 3, size, size],
                 Distribution::Normal(0.0, 1.0),
@@ -178,32 +185,42 @@ fn bench_shaders() {
             .unwrap()
         })
         .collect();
-    let sync = |d: &Device| d.sync().expect("device sync");
+    // burn runs the kernels lazily: reading one value of each output makes every timed
+    // step run them (a device sync alone measured nothing on lavapipe: 135k frames/s).
+    let read_one = |t: &Tensor<4>| {
+        let _ = t.clone().slice([0..1, 0..1, 0..1, 0..1]).into_data();
+    };
     let (runs, secs) = time_loop(2, Duration::from_secs(2), || {
         for p in &pictures {
-            let _ = decoded_to_rgb(p, &device).unwrap();
+            let rgb = decoded_to_rgb(p, &device).unwrap();
+            read_one(&rgb.unsqueeze());
         }
-        sync(&device);
     });
     record(
         json!({"bench": "shader", "stage": "decoded_to_rgb (yuv420p 640x360, upload + convert)",
         "frames_per_s": (runs * 64) as f64 / secs, "device": description}),
     );
 
-    let frames = pictures_to_rgb(&pictures, &device).unwrap();
+    // 16 frames per pyramid launch: 64 at once (177 MB of levels) is past lavapipe's
+    // largest storage buffer (128 MiB).
+    let batch = 16;
+    let frames = pictures_to_rgb(&pictures[..batch], &device).unwrap();
     let scales = pyramid_scales(w, h, 20.0, 0.709);
     let (runs, secs) = time_loop(2, Duration::from_secs(2), || {
-        let _ = mtcnn_pyramid(frames.clone(), &scales).unwrap();
-        sync(&device);
+        for level in mtcnn_pyramid(frames.clone(), &scales).unwrap() {
+            read_one(&level);
+        }
     });
     record(
-        json!({"bench": "shader", "stage": format!("mtcnn_pyramid (64 frames x {} levels, one launch)", scales.len()),
-        "frames_per_s": (runs * 64) as f64 / secs, "device": description}),
+        json!({"bench": "shader", "stage": format!("mtcnn_pyramid ({batch} frames x {} levels, one launch)", scales.len()),
+        "frames_per_s": (runs * batch) as f64 / secs, "device": description}),
     );
 
-    let crops: Vec<FaceCrop> = (0..256)
+    // 64 faces at 224 px (38 MB; 256, 154 MB, exceed lavapipe's largest buffer).
+    let faces = 64;
+    let crops: Vec<FaceCrop> = (0..faces)
         .map(|i| FaceCrop {
-            frame: i % 64,
+            frame: i % batch,
             to_frame: Some(mimic::align::Similarity {
                 a: 0.5,
                 b: 0.1,
@@ -219,12 +236,11 @@ fn bench_shaders() {
         std: [0.229, 0.224, 0.225],
     };
     let (runs, secs) = time_loop(2, Duration::from_secs(2), || {
-        let _ = face_crops(frames.clone(), &crops, &style).unwrap();
-        sync(&device);
+        read_one(&face_crops(frames.clone(), &crops, &style).unwrap());
     });
     record(
-        json!({"bench": "shader", "stage": "face_crops (256 faces, 224 px)",
-        "faces_per_s": (runs * 256) as f64 / secs, "device": description}),
+        json!({"bench": "shader", "stage": format!("face_crops ({faces} faces, 224 px)"),
+        "faces_per_s": (runs * faces) as f64 / secs, "device": description}),
     );
 }
 

@@ -163,8 +163,9 @@ fn track_section(
     }
     write!(
         s,
-        "<div>{} frames, {:.1} s to {:.1} s<br>best face: frame {} (detection score {:.3})</div></div>",
+        "<div>{} frame{}, {:.1} s to {:.1} s<br>best face: frame {} (detection score {:.3})</div></div>",
         track.rows,
+        if track.rows == 1 { "" } else { "s" },
         track.first_ms / 1000.0,
         track.last_ms / 1000.0,
         track.best.frame,

@@ -377,7 +377,7 @@ fn card(p: &MaePackage, has_samples: bool) -> String {
     writeln!(
         s,
         "`{}`: {} images per epoch (`../shared/data/`; see its README for provenance and licence). \
-         No face image was used.\n",
+         No face dataset was used (the classes are objects and animals; some pictures show people).\n",
         p.data, p.images
     )
     .unwrap();
