@@ -34,6 +34,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
+source "$here/scripts/card_bundle.sh"
 
 # The campaign's schedule. Changing any of these starts a new campaign (a package refuses a
 # continuation of another shape, batch size or data).
@@ -84,15 +85,10 @@ prepare() {
     mkdir -p target/campaign/bin/lib target/campaign/bin/gl
     strip -o target/campaign/bin/mimic-train target/release/mimic-train
     xz -9 -T0 target/campaign/bin/mimic-train
-    ldd target/release/mimic-train | awk '/=> \// {print $3}' | sort -u |
-        grep -v -E '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libgcc_s|libstdc\+\+)\.so' |
-        while read -r lib; do cp -L "$lib" target/campaign/bin/lib/; done
-    (cd target/campaign/bin/gl &&
-        apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null)
-    # What one call may carry beside the working tree (tracked files), with 2 MiB to spare.
-    local tree budget
-    tree=$(git ls-files -z | xargs -0 cat | wc -c)
-    budget=$((64 * 1024 * 1024 - tree - 2 * 1024 * 1024))
+    copy_shared_libs target/campaign/bin/lib target/release/mimic-train
+    download_vulkan_debs target/campaign/bin/gl
+    local budget
+    budget=$(call_budget)
     local bin_bytes
     bin_bytes=$(du -cb target/campaign/bin | tail -1 | cut -f1)
     if [ "$bin_bytes" -gt "$budget" ]; then

@@ -18,7 +18,7 @@
 #      the Vulkan loader and GL dispatch (.deb), facenet_pytorch (pip download, no
 #      dependencies), the shared clip and a 1280x720 version of it. Each folder fits one
 #      call beside the working tree as it is now: prepare after the last commit. It
-#      prints the calls (3 on 2026-12-02: two pieces of 44 MiB, then run/ with 31 MiB).
+#      prints the calls (4 on 2026-12-02 with the 21 MiB tree: pieces of ~37 MiB).
 #   2. there:  calls 1…k-1: command "bash scripts/gpu_bench.sh card-unpack",
 #                           carry ["target/gpubench/part-i"]
 #              last call:   command "bash scripts/gpu_bench.sh run",
@@ -35,6 +35,7 @@
 set -uo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
+source "$here/scripts/card_bundle.sh"
 bundle="$here/target/gpubench"
 tests=(gpu_shaders gpu_models gpu_bench)
 
@@ -68,22 +69,14 @@ prepare() {
     if [ "${1:-}" != "--no-vulkan" ]; then
         build_into_bundle "$here/target/vulkan" "--features vulkan" "-vulkan" no-tests
     fi
-    # Shared libraries beyond glibc and the C++ runtime (a bare CUDA image lacks FFmpeg's).
-    for b in "$bundle"/bin/*; do ldd "$b"; done | awk '/=> \// {print $3}' | sort -u |
-        grep -v -E '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libgcc_s|libstdc\+\+)\.so' |
-        while read -r lib; do cp -L "$lib" "$bundle/lib/"; done
+    copy_shared_libs "$bundle/lib" "$bundle"/bin/*
     for b in "$bundle"/bin/*; do strip "$b"; done
-    # What one call may carry beside the working tree (tracked files), with 2 MiB to spare.
-    local tree budget
-    tree=$(git ls-files -z | xargs -0 cat | wc -c)
-    budget=$((64 * 1024 * 1024 - tree - 2 * 1024 * 1024))
+    local budget
+    budget=$(call_budget)
     # The last call's folder: the last piece and the rest of the bundle.
     local rest="$bundle/run"
     mkdir -p "$rest/gl" "$rest/py"
-    # The Vulkan loader and glvnd's dispatch (NVIDIA's ICD needs both; the driver brings
-    # the ICD itself).
-    (cd "$rest/gl" &&
-        apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null)
+    download_vulkan_debs "$rest/gl"
     # facenet-pytorch (pure Python + its weights) for the PyTorch pipeline.
     python3 -m pip download -q --no-deps --only-binary=:all: -d "$rest/py" facenet-pytorch==2.6.0
     (cd "$rest/py" && python3 -m zipfile -e facenet_pytorch-*.whl . && rm -f ./*.whl &&

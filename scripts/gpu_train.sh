@@ -28,6 +28,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
+source "$here/scripts/card_bundle.sh"
 data_dir=/root/mimic-ferplus
 
 prepare() {
@@ -39,11 +40,8 @@ prepare() {
     tar -C target/data -cf - FER2013Train FER2013Valid | xz -9 -T0 >target/gpudata/ferplus.tar.xz
     strip -o target/gputrain/mimic-train target/release/mimic-train
     xz -9 -T0 target/gputrain/mimic-train
-    ldd target/release/mimic-train | awk '/=> \// {print $3}' | sort -u |
-        grep -v -E '/(libc|libm|libdl|librt|libpthread|ld-linux[^/]*|libgcc_s|libstdc\+\+)\.so' |
-        while read -r lib; do cp -L "$lib" target/gputrain/lib/; done
-    (cd target/gputrain/gl &&
-        apt-get download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null)
+    copy_shared_libs target/gputrain/lib target/release/mimic-train
+    download_vulkan_debs target/gputrain/gl
     # A shipped MAE package (models/mae-…: mae.safetensors + mae.json) or a run folder.
     if [ -f "$mae/mae.json" ]; then
         cp "$mae"/mae.safetensors "$mae"/mae.json target/gputrain/mae/

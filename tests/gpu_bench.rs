@@ -133,7 +133,11 @@ fn bench_vit() {
     let vit_batches: Vec<usize> = std::env::var("MIMIC_BENCH_VIT_BATCHES")
         .unwrap_or_else(|_| "1,64,256".into())
         .split(',')
-        .map(|b| b.trim().parse().expect("MIMIC_BENCH_VIT_BATCHES: batch sizes, comma-separated"))
+        .map(|b| {
+            b.trim()
+                .parse()
+                .expect("MIMIC_BENCH_VIT_BATCHES: batch sizes, comma-separated")
+        })
         .collect();
     let s16 = vit_s16();
     models.push((
