@@ -181,6 +181,9 @@ pub struct ExpressionModel {
     vit: Vit,
     config: ModelConfig,
     device: Device,
+    /// The largest buffer the device allows (`None`: no limit), which sets the faces of
+    /// one forward pass.
+    max_buffer_bytes: Option<u64>,
 }
 
 impl ExpressionModel {
@@ -196,11 +199,7 @@ impl ExpressionModel {
                 source,
             }
         })?;
-        Ok(Self {
-            vit,
-            config,
-            device: device.clone(),
-        })
+        Ok(Self::from_parts(vit, config, device))
     }
 
     /// A model from a network already in memory (training, tests).
@@ -209,7 +208,26 @@ impl ExpressionModel {
             vit,
             config,
             device: device.clone(),
+            max_buffer_bytes: crate::gpu::max_buffer_bytes(device),
         }
+    }
+
+    /// The same model with forward passes sized for a buffer limit of `bytes` rather than
+    /// the device's own (`None`: no limit).
+    pub fn with_max_buffer_bytes(mut self, bytes: Option<u64>) -> Self {
+        self.max_buffer_bytes = bytes;
+        self
+    }
+
+    /// Faces of one forward pass: as many as keep the widest activation (of the faces and
+    /// their mirror images, with flip averaging) within one buffer; at least 1.
+    fn faces_per_pass(&self) -> usize {
+        let Some(limit) = self.max_buffer_bytes else {
+            return usize::MAX;
+        };
+        let copies = if self.config.flip_average { 2 } else { 1 };
+        let per_face = copies * self.config.vit.widest_activation_bytes();
+        usize::try_from((limit / per_face.max(1)).max(1)).unwrap_or(usize::MAX)
     }
 
     /// Writes this model as a package in `dir` (created if needed), with
@@ -326,8 +344,25 @@ impl ExpressionModel {
 
     /// [`predict`](Self::predict) of an input already normalised as
     /// [`preprocess`](Self::preprocess) makes it, `[faces, 3, size, size]` on the model's
-    /// device (e.g. written there by [`crate::gpu::face_crops`]).
+    /// device (e.g. written there by [`crate::gpu::face_crops`]), in as many forward passes
+    /// as the device's largest buffer needs.
     pub fn predict_input(&self, input: Tensor<4>) -> Vec<Prediction> {
+        let faces = input.dims()[0];
+        let per_pass = self.faces_per_pass();
+        if faces > per_pass {
+            return (0..faces)
+                .step_by(per_pass)
+                .flat_map(|start| {
+                    let part = input.clone().slice([start..(start + per_pass).min(faces)]);
+                    self.predict_one_pass(part)
+                })
+                .collect();
+        }
+        self.predict_one_pass(input)
+    }
+
+    /// [`predict_input`](Self::predict_input) in one forward pass.
+    fn predict_one_pass(&self, input: Tensor<4>) -> Vec<Prediction> {
         if input.dims()[0] == 0 {
             return Vec::new();
         }
@@ -660,6 +695,28 @@ mod tests {
                 assert!((x - y).abs() < 1e-5);
             }
         }
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_buffer_limit_runs_in_passes_with_the_same_answers() {
+        let device = Device::flex();
+        let config = tiny_config();
+        let per_face = config.vit.widest_activation_bytes();
+        let whole = ExpressionModel::from_parts(config.vit.init(&device), config, &device);
+        let want = whole.predict(&crops());
+        // Room for 3 faces, then 1 face with flip averaging (2 images a face).
+        let split = whole.with_max_buffer_bytes(Some(3 * per_face));
+        assert_eq!(split.faces_per_pass(), 3);
+        let got = split.predict(&crops());
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            for (x, y) in g.probs.iter().zip(&w.probs) {
+                assert!((x - y).abs() < 1e-6, "{g:?} against {w:?}");
+            }
+        }
+        let tta = split.with_flip_average(true);
+        assert_eq!(tta.faces_per_pass(), 1);
+        assert_eq!(tta.predict(&crops()).len(), 4);
     }
 
     #[test]

@@ -229,6 +229,21 @@ impl VitConfig {
         self.num_patches() * self.patch_dim() * d + self.depth * per_block + d * self.num_classes
     }
 
+    /// Bytes (f32) of the widest tensor of one image in a forward pass: the input
+    /// `[channels, H, W]`, the attention scores `[heads, tokens, tokens]`, the fused QKV
+    /// `[tokens, 3 dim]` or the MLP's hidden `[tokens, mlp_hidden]`. A batch on a GPU holds
+    /// `batch ×` this in one buffer.
+    pub fn widest_activation_bytes(&self) -> u64 {
+        let t = self.num_patches() + 1;
+        let values = [
+            self.in_channels * self.image_size * self.image_size,
+            self.heads * t * t,
+            3 * t * self.dim,
+            t * self.mlp_hidden(),
+        ];
+        4 * values.into_iter().max().unwrap_or(0) as u64
+    }
+
     /// Builds the model with MAE/timm initialisation: Xavier-uniform linear
     /// and patch weights, zero biases, unit norms, class token ~ N(0, 0.02²),
     /// head ~ N(0, (2e-5)²), position embedding fixed to the 2-D sin-cos table.

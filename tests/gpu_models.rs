@@ -2,7 +2,8 @@
 //! committed fixtures, and fed by the GPU pre-processing shaders:
 //!
 //! - MTCNN (`models/mtcnn`) finds the same faces on both devices: scores within 1e-3,
-//!   boxes and landmarks within 0.05 px;
+//!   boxes and landmarks within 0.05 px, also when a small buffer limit splits a batch
+//!   into several passes;
 //! - P-Net on the shader-built pyramid gives the probabilities P-Net gives on the CPU
 //!   resampler's pyramid, within 1e-4 on the same device and 1e-3 against the CPU device;
 //! - the ViT expression model on GPU face crops gives the CPU path's probabilities
@@ -27,6 +28,7 @@ use mimic::gpu::pictures_to_rgb;
 use mimic::model::{ExpressionModel, ModelConfig};
 use mimic::mtcnn::boxes::{pyramid_scales, scaled_size};
 use mimic::mtcnn::nets::PNet;
+use mimic::mtcnn::passes::{CropNet, PassLimit};
 use mimic::mtcnn::resample::IntegralImage;
 use mimic::mtcnn::{FaceDetector, MtcnnConfig};
 use mimic::vit::{GlobalPool, VitConfig};
@@ -171,6 +173,35 @@ fn mtcnn_on_uploaded_frames_finds_the_faces_it_finds_on_the_cpu() {
     // The CPU backend cannot run the shaders: a clear error, not a panic.
     let host_frames = Tensor::<4>::zeros([1, 3, 24, 24], &Device::flex());
     assert!(cpu.detect_on_device(host_frames).is_err());
+}
+
+#[test]
+fn mtcnn_split_into_passes_that_fit_a_small_buffer_limit_finds_the_same_faces() {
+    // Under a 4 MiB buffer limit a 640x360 frame goes alone (P-Net's first level takes
+    // 3.3 MB), and R-Net and O-Net take 77 and 15 crops a pass: two frames uploaded
+    // together become two passes, each with several R-Net and O-Net passes.
+    let Some((cpu, gpu)) = detectors() else {
+        return;
+    };
+    let gpu = gpu.with_pass_limit(PassLimit::new(4 << 20));
+    let (image, other) = (
+        fixture_image("frame_000.png"),
+        fixture_image("frame_120.png"),
+    );
+    let (w, h) = image.dimensions();
+    assert_eq!(gpu.frames_per_device_pass(w, h).unwrap(), 1);
+    assert_eq!(PassLimit::new(4 << 20).crops_per_pass(CropNet::ONet), 15);
+    let batch = mimic::gpu::upload_frames(&[&image, &other], gpu.device()).unwrap();
+    let found = gpu.detect_on_device(batch).unwrap();
+    assert_eq!(found.len(), 2);
+    for (k, (picture, faces)) in [&image, &other].into_iter().zip(found).enumerate() {
+        let on_cpu = cpu.detect(picture);
+        let on_gpu: Vec<FaceDetection> = faces.into_iter().map(|f| f.face).collect();
+        assert_same_faces(&on_cpu, &on_gpu, &format!("frame {k} in passes"));
+    }
+    // A frame that no pass can hold is an error, not a failed allocation.
+    let tiny = gpu.with_pass_limit(PassLimit::new(1 << 20));
+    assert!(tiny.frames_per_device_pass(w, h).is_err());
 }
 
 #[test]

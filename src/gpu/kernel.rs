@@ -112,6 +112,16 @@ pub(crate) fn wgpu_device(device: &Device) -> Result<burn::cubecl::Device, GpuEr
     }
 }
 
+/// The largest buffer `device` can allocate and bind, in bytes: cubecl's `max_page_size`,
+/// the smaller of wgpu's `max_buffer_size` and `max_storage_buffer_binding_size`. `None`
+/// off cubecl's runtimes (burn's CPU backend), which state no such limit.
+pub fn max_buffer_bytes(device: &Device) -> Option<u64> {
+    match device.as_dispatch() {
+        DispatchDevice::Cube(cube) => Some(cube.client().properties().memory.max_page_size),
+        _ => None,
+    }
+}
+
 /// `tensor` as a fusion primitive of burn's wgpu backend (f32, no autodiff).
 pub(crate) fn primitive<const D: usize>(tensor: Tensor<D>) -> Result<WgpuTensor, GpuError> {
     let device = tensor.device();

@@ -34,6 +34,7 @@ use crate::frame::RgbImage;
 pub use area::{AreaJob, area_resize, mtcnn_crops, mtcnn_pyramid};
 pub use colour::{DecodedPicture, PixelLayout, Plane, YuvMatrix, decoded_to_rgb};
 pub use crops::{CropStyle, FaceCrop, face_crops};
+pub use kernel::max_buffer_bytes;
 
 /// Why a GPU pre-processing step could not be queued. Device failures during execution
 /// (lost device, out of memory) surface where burn reads results back.

@@ -27,6 +27,7 @@ use rayon::prelude::*;
 use super::boxes::{self, Candidate, CropRect, Overlap};
 use super::host::{HostONet, HostPNet, HostRNet};
 use super::nets::{ONet, PNet, RNet};
+use super::passes::{CropNet, PassLimit};
 use super::resample::IntegralImage;
 use super::{MtcnnConfig, MtcnnError};
 use crate::frame::RgbImage;
@@ -52,6 +53,8 @@ pub struct FaceDetector {
     host: Option<HostNets>,
     /// On burn's wgpu device the GPU shaders can resample frames uploaded there.
     shaders: bool,
+    /// How large one pass on the device may be (frames, crops); no limit on the host.
+    pass_limit: PassLimit,
 }
 
 impl FaceDetector {
@@ -75,7 +78,25 @@ impl FaceDetector {
             device: device.clone(),
             host,
             shaders: gpu::runs_shaders(device),
+            pass_limit: gpu::max_buffer_bytes(device).map_or(PassLimit::NONE, PassLimit::new),
         })
+    }
+
+    /// The same detector with passes on the device sized for `limit` rather than for the
+    /// largest buffer the device states (a device that overstates it; tests).
+    pub fn with_pass_limit(self, limit: PassLimit) -> Self {
+        Self {
+            pass_limit: limit,
+            ..self
+        }
+    }
+
+    /// Frames of `width x height` that one pass on the device may take (see
+    /// [`super::passes`]): batches of more frames are uploaded and detected in parts.
+    pub fn frames_per_device_pass(&self, width: u32, height: u32) -> Result<usize, GpuError> {
+        let min_face = self.config.min_face_for(width, height);
+        let scales = boxes::pyramid_scales(width, height, min_face, self.config.factor);
+        self.pass_limit.frames_per_pass(width, height, &scales)
     }
 
     pub fn config(&self) -> &MtcnnConfig {
@@ -170,8 +191,20 @@ impl FaceDetector {
     /// [n, 3, h, w]` (8-bit values as f32, e.g. from [`gpu::upload_frames`]) on burn's wgpu
     /// device: pyramid and crops are resampled by the GPU shaders, only boxes, landmarks
     /// and scores come back to the host. Needs [`runs_on_gpu`](Self::runs_on_gpu).
+    /// More frames than [`frames_per_device_pass`](Self::frames_per_device_pass) allows are
+    /// detected in parts.
     pub fn detect_on_device(&self, frames: Tensor<4>) -> Result<Vec<Vec<FollowedFace>>, GpuError> {
-        self.detect_pixels(&self.device_pixels(frames)?)
+        let [n, _, h, w] = frames.dims();
+        let per_pass = self.frames_per_device_pass(w as u32, h as u32)?;
+        if n <= per_pass {
+            return self.detect_pixels(&self.device_pixels(frames)?);
+        }
+        let mut found = Vec::with_capacity(n);
+        for start in (0..n).step_by(per_pass) {
+            let part = frames.clone().slice([start..(start + per_pass).min(n)]);
+            found.extend(self.detect_pixels(&self.device_pixels(part)?)?);
+        }
+        Ok(found)
     }
 
     /// [`follow`](Self::follow) on a frame `[1, 3, h, w]` on burn's wgpu device, as
@@ -321,6 +354,21 @@ impl FaceDetector {
         }
     }
 
+    /// `net`'s input crops of `candidates` (see [`FramePixels::crops`]), in as many passes
+    /// as the device's buffers need.
+    fn crops(
+        &self,
+        pixels: &FramePixels,
+        candidates: &[Vec<Candidate>],
+        net: CropNet,
+    ) -> Result<Option<NetCrops>, GpuError> {
+        let side = match net {
+            CropNet::RNet => RNET_SIDE,
+            CropNet::ONet => ONET_SIDE,
+        };
+        pixels.crops(candidates, side, self.pass_limit.crops_per_pass(net))
+    }
+
     /// Stage 2: R-Net on 24x24 crops of every proposal; squared boxes per frame.
     fn refine(
         &self,
@@ -328,16 +376,21 @@ impl FaceDetector {
         proposals: Vec<Vec<Candidate>>,
     ) -> Result<Vec<Vec<Candidate>>, GpuError> {
         let mut kept = vec![Vec::new(); pixels.len()];
-        let Some((input, rows)) = pixels.crops(&proposals, RNET_SIDE)? else {
+        let Some((inputs, rows)) = self.crops(pixels, &proposals, CropNet::RNet)? else {
             return Ok(kept);
         };
-        let (reg, prob) = match (input, &self.host) {
-            (NetInput::Host { data, n, .. }, Some(nets)) => nets.rnet.forward(&data, n),
-            (input, _) => {
-                let (reg, prob) = self.rnet.forward(input.into_tensor(&self.device));
-                (host(reg), host(prob))
-            }
-        };
+        let (mut reg, mut prob) = (Vec::new(), Vec::new());
+        for input in inputs {
+            let (r, p) = match (input, &self.host) {
+                (NetInput::Host { data, n, .. }, Some(nets)) => nets.rnet.forward(&data, n),
+                (input, _) => {
+                    let (r, p) = self.rnet.forward(input.into_tensor(&self.device));
+                    (host(r), host(p))
+                }
+            };
+            reg.extend(r);
+            prob.extend(p);
+        }
         for (row, &(frame, i)) in rows.iter().enumerate() {
             let score = prob[2 * row + 1];
             if score > self.config.thresholds[1] {
@@ -377,14 +430,20 @@ impl FaceDetector {
     ) -> Result<Vec<Vec<FollowedFace>>, GpuError> {
         type Found = (Candidate, [[f32; 2]; 5], Candidate);
         let mut faces: Vec<Vec<Found>> = vec![Vec::new(); pixels.len()];
-        if let Some((input, rows)) = pixels.crops(&refined, ONET_SIDE)? {
-            let (reg, points, prob) = match (input, &self.host) {
-                (NetInput::Host { data, n, .. }, Some(nets)) => nets.onet.forward(&data, n),
-                (input, _) => {
-                    let (reg, points, prob) = self.onet.forward(input.into_tensor(&self.device));
-                    (host(reg), host(points), host(prob))
-                }
-            };
+        if let Some((inputs, rows)) = self.crops(pixels, &refined, CropNet::ONet)? {
+            let (mut reg, mut points, mut prob) = (Vec::new(), Vec::new(), Vec::new());
+            for input in inputs {
+                let (r, l, p) = match (input, &self.host) {
+                    (NetInput::Host { data, n, .. }, Some(nets)) => nets.onet.forward(&data, n),
+                    (input, _) => {
+                        let (r, l, p) = self.onet.forward(input.into_tensor(&self.device));
+                        (host(r), host(l), host(p))
+                    }
+                };
+                reg.extend(r);
+                points.extend(l);
+                prob.extend(p);
+            }
             for (row, &(frame, i)) in rows.iter().enumerate() {
                 let score = prob[2 * row + 1];
                 if score > self.config.thresholds[2] {
@@ -512,6 +571,9 @@ enum FramePixels {
     Device(Tensor<4>),
 }
 
+/// A crop net's input batches and, per row of their concatenation, `(frame, candidate)`.
+type NetCrops = (Vec<NetInput>, Vec<(usize, usize)>);
+
 /// A net's input, normalised pixels `[n, 3, h, w]`: on the host or already on the device.
 enum NetInput {
     Host {
@@ -584,15 +646,17 @@ impl FramePixels {
         }
     }
 
-    /// The `side x side` crops of `candidates[frame]` (clipped to the frame), as one
-    /// input batch with `rows[r] = (frame, candidate index)` of row `r`; `None` when no
-    /// candidate has a crop. A box with no pixel inside its frame has no crop and no
+    /// The `side x side` crops of `candidates[frame]` (clipped to the frame), as input
+    /// batches (one on the host, batches of at most `per_pass` crops on the device) with
+    /// `rows[r] = (frame, candidate index)` of row `r` of their concatenation; `None` when
+    /// no candidate has a crop. A box with no pixel inside its frame has no crop and no
     /// row: facenet's own code would misalign its scores there; such a box is dropped.
     fn crops(
         &self,
         candidates: &[Vec<Candidate>],
         side: usize,
-    ) -> Result<Option<(NetInput, Vec<(usize, usize)>)>, GpuError> {
+        per_pass: usize,
+    ) -> Result<Option<NetCrops>, GpuError> {
         let mut rects: Vec<(usize, CropRect)> = Vec::new();
         let mut rows = Vec::new();
         for (frame, cands) in candidates.iter().enumerate() {
@@ -616,16 +680,23 @@ impl FramePixels {
                         integrals[frame].resize_area_normalised(rect, side, side, chunk);
                     },
                 );
-                NetInput::Host {
+                vec![NetInput::Host {
                     data,
                     n: rects.len(),
                     h: side,
                     w: side,
-                }
+                }]
             }
-            FramePixels::Device(frames) => {
-                NetInput::Device(gpu::mtcnn_crops(frames.clone(), &rects, side)?)
-            }
+            FramePixels::Device(frames) => rects
+                .chunks(per_pass.max(1))
+                .map(|part| {
+                    Ok(NetInput::Device(gpu::mtcnn_crops(
+                        frames.clone(),
+                        part,
+                        side,
+                    )?))
+                })
+                .collect::<Result<_, GpuError>>()?,
         };
         Ok(Some((input, rows)))
     }

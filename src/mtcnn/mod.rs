@@ -8,6 +8,7 @@
 //! - [`boxes`]: the fixed box maths (pyramid, candidate boxes, NMS, regression, squaring,
 //!   crop rectangles), pure functions;
 //! - [`resample`]: the area resize (torch `interpolate(mode="area")`) and normalisation;
+//! - [`passes`]: how many frames or crops one pass on a GPU may take;
 //! - [`detector`]: [`FaceDetector`], the three stages put together.
 //!
 //! Output follows facenet's convention: box `x1, y1, x2, y2` in frame pixels (floats),
@@ -18,6 +19,7 @@ pub mod detector;
 mod direct_conv;
 pub mod host;
 pub mod nets;
+pub mod passes;
 pub mod resample;
 mod weights;
 

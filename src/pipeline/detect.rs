@@ -123,26 +123,35 @@ pub(super) fn find_faces(
             .collect());
     };
     let mut results = Vec::with_capacity(frames.len());
-    // Runs of equal-size frames share each pass (a stream's size can change).
-    for run in frames.chunk_by(|a, b| a.image.dimensions() == b.image.dimensions()) {
-        let images: Vec<&RgbImage> = run.iter().map(|f| &f.image).collect();
-        let (found, pixels) = if detector.runs_on_gpu() {
-            let pixels = gpu::upload_frames(&images, detector.device())?;
-            let found = match follower.previous_to_follow() {
-                Some(previous) => vec![detector.follow_on_device(pixels.clone(), previous)?],
-                None => detector.detect_on_device(pixels.clone())?,
-            };
-            (found, Some(pixels))
-        } else {
-            let found = match follower.previous_to_follow() {
-                Some(previous) => vec![detector.follow(images[0], previous)],
-                None => detector.detect_batch_followable(&images),
-            };
-            (found, None)
+    // Runs of equal-size frames share each pass (a stream's size can change), in parts
+    // that fit the device's buffers.
+    let runs = frames.chunk_by(|a, b| a.image.dimensions() == b.image.dimensions());
+    for run in runs {
+        let (width, height) = run[0].image.dimensions();
+        let per_pass = match detector.runs_on_gpu() {
+            true => detector.frames_per_device_pass(width, height)?,
+            false => run.len(),
         };
-        for (index, faces) in found.into_iter().enumerate() {
-            let on_device = pixels.as_ref().map(|p| (p.clone(), index));
-            results.push((follower.remember(faces), on_device));
+        for part in run.chunks(per_pass) {
+            let images: Vec<&RgbImage> = part.iter().map(|f| &f.image).collect();
+            let (found, pixels) = if detector.runs_on_gpu() {
+                let pixels = gpu::upload_frames(&images, detector.device())?;
+                let found = match follower.previous_to_follow() {
+                    Some(previous) => vec![detector.follow_on_device(pixels.clone(), previous)?],
+                    None => detector.detect_on_device(pixels.clone())?,
+                };
+                (found, Some(pixels))
+            } else {
+                let found = match follower.previous_to_follow() {
+                    Some(previous) => vec![detector.follow(images[0], previous)],
+                    None => detector.detect_batch_followable(&images),
+                };
+                (found, None)
+            };
+            for (index, faces) in found.into_iter().enumerate() {
+                let on_device = pixels.as_ref().map(|p| (p.clone(), index));
+                results.push((follower.remember(faces), on_device));
+            }
         }
     }
     Ok(results)
