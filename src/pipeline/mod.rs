@@ -16,7 +16,7 @@
 //!
 //! | file | stage |
 //! |---|---|
-//! | `decode.rs` | inputs opened in turn, frames handed on (bounded, or newest-wins in live mode) |
+//! | `decode.rs` | inputs opened in turn, frames handed on (bounded, or in live mode newest-wins, one frame in flight) |
 //! | `detect.rs` | MTCNN per frame or per batch of waiting frames; `--detect-every` following |
 //! | `align.rs` | one aligned, model-ready crop per face (GPU or host) |
 //! | `infer.rs` | the expression model on batches of crops spanning frames |
@@ -208,8 +208,7 @@ pub fn run(
     let started = Instant::now();
     let clocks = Arc::new(StageClocks::default());
     let first_error: Arc<Mutex<Option<PipelineError>>> = Arc::default();
-    // Live mode keeps at most one frame waiting between two stages, so that a row
-    // follows its capture as closely as the stages allow.
+    // Live mode has one frame in flight (see `latest.rs`): queues of one suffice.
     let cap = if options.live {
         1
     } else {
@@ -218,9 +217,13 @@ pub fn run(
     let input_count = inputs.len();
     let frames_per_detection = detect_batch(&options, &finder);
 
-    let (feed_tx, feed_rx) = if options.live {
-        let queue = Arc::new(LatestFrameQueue::new());
-        (FeedSender::Live(queue.clone()), FeedReceiver::Live(queue))
+    // Live mode: the writer tells the queue when a frame's row is out (one frame in flight).
+    let live_queue = options.live.then(|| Arc::new(LatestFrameQueue::new()));
+    let (feed_tx, feed_rx) = if let Some(queue) = &live_queue {
+        (
+            FeedSender::Live(queue.clone()),
+            FeedReceiver::Live(queue.clone()),
+        )
     } else {
         // Room for a whole detector batch to wait.
         let (tx, rx) = bounded(cap.max(frames_per_detection));
@@ -309,7 +312,14 @@ pub fn run(
         inputs: input_count,
         ..RunSummary::default()
     };
-    let write_result = write_stage(result_rx, sinks, &clocks, progress, &mut summary);
+    let write_result = write_stage(
+        result_rx,
+        sinks,
+        live_queue.as_deref(),
+        &clocks,
+        progress,
+        &mut summary,
+    );
     if write_result.is_err() {
         stop.raise();
     }

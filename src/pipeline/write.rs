@@ -5,16 +5,19 @@ use crossbeam_channel::Receiver;
 
 use super::track::Finished;
 use super::{
-    Item, LatencyHistogram, ProgressObserver, RunSummary, SkippedFrame, Stage, StageClocks,
+    Item, LatencyHistogram, LatestFrameQueue, ProgressObserver, RunSummary, SkippedFrame, Stage,
+    StageClocks,
 };
 use crate::record::{FrameResult, FrameStatus};
 use crate::sink::{Sink, SinkError};
 
 /// Writes every frame to every sink, in order, on the calling thread (so that
-/// a preview window lives on the thread that created it).
+/// a preview window lives on the thread that created it). In live mode, each analysed
+/// frame written lets `live_queue` hand out the next.
 pub(super) fn write_stage(
     input: Receiver<Item<Finished>>,
     sinks: &mut [Box<dyn Sink>],
+    live_queue: Option<&LatestFrameQueue>,
     clocks: &StageClocks,
     progress: &mut dyn ProgressObserver,
     summary: &mut RunSummary,
@@ -63,6 +66,9 @@ pub(super) fn write_stage(
         clock.time(1, || {
             sinks.iter_mut().try_for_each(|sink| sink.write(&result))
         })?;
+        if let (Some(queue), FrameStatus::Analyzed) = (live_queue, result.status) {
+            queue.frame_done();
+        }
         summary.frames += 1;
         match result.status {
             FrameStatus::Analyzed => summary.analyzed_frames += 1,
