@@ -299,17 +299,14 @@ impl FaceDetector {
             let scales = boxes::pyramid_scales(width, height, min_face, self.config.factor);
             let levels = pixels.pyramid(&members, &scales)?;
             // On the host the levels run side by side (each one split into bands too);
-            // a device queues its work in order anyway.
+            // a device queues every level, then returns all outputs at once.
             let outputs: Vec<_> = if self.host.is_some() {
                 levels
                     .into_par_iter()
                     .map(|level| self.run_pnet(level))
                     .collect()
             } else {
-                levels
-                    .into_iter()
-                    .map(|level| self.run_pnet(level))
-                    .collect()
+                self.run_pnet_in_one_transfer(levels)
             };
             let mut per_frame: Vec<Vec<Candidate>> = vec![Vec::new(); members.len()];
             for ((face_prob, reg, oh, ow), &scale) in outputs.into_iter().zip(&scales) {
@@ -345,13 +342,44 @@ impl FaceDetector {
     fn run_pnet(&self, input: NetInput) -> (Vec<f32>, Vec<f32>, usize, usize) {
         match (input, &self.host) {
             (NetInput::Host { data, n, h, w }, Some(nets)) => nets.pnet.forward(&data, n, h, w),
-            (input, _) => {
-                let (reg, prob) = self.pnet.forward(input.into_tensor(&self.device));
-                let face_prob = prob.narrow(1, 1, 1);
-                let [_, _, oh, ow] = face_prob.dims();
-                (host(face_prob), host(reg), oh, ow)
-            }
+            (input, _) => self
+                .run_pnet_in_one_transfer(vec![input])
+                .pop()
+                .expect("one level in, one out"),
         }
+    }
+
+    /// [`run_pnet`](Self::run_pnet) on every level with burn: each level's P-Net is queued,
+    /// then all outputs come back to the host together (one transfer, one wait for the
+    /// device, instead of one per scale).
+    fn run_pnet_in_one_transfer(
+        &self,
+        levels: Vec<NetInput>,
+    ) -> Vec<(Vec<f32>, Vec<f32>, usize, usize)> {
+        let mut sizes = Vec::with_capacity(levels.len());
+        let mut flat: Vec<Tensor<1>> = Vec::with_capacity(2 * levels.len());
+        for level in levels {
+            let (reg, prob) = self.pnet.forward(level.into_tensor(&self.device));
+            let face_prob = prob.narrow(1, 1, 1);
+            let [n, _, oh, ow] = face_prob.dims();
+            sizes.push((n * oh * ow, oh, ow));
+            flat.push(face_prob.reshape([n * oh * ow]));
+            flat.push(reg.reshape([4 * n * oh * ow]));
+        }
+        if flat.is_empty() {
+            return Vec::new();
+        }
+        let values = host(Tensor::cat(flat, 0));
+        let mut at = 0;
+        sizes
+            .into_iter()
+            .map(|(cells, oh, ow)| {
+                let face_prob = values[at..at + cells].to_vec();
+                let reg = values[at + cells..at + 5 * cells].to_vec();
+                at += 5 * cells;
+                (face_prob, reg, oh, ow)
+            })
+            .collect()
     }
 
     /// `net`'s input crops of `candidates` (see [`FramePixels::crops`]), in as many passes
