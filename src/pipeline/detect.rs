@@ -128,9 +128,10 @@ pub(super) fn find_faces(
     let runs = frames.chunk_by(|a, b| a.image.dimensions() == b.image.dimensions());
     for run in runs {
         let (width, height) = run[0].image.dimensions();
-        let per_pass = match detector.runs_on_gpu() {
-            true => detector.frames_per_device_pass(width, height)?,
-            false => run.len(),
+        let per_pass = if detector.runs_on_gpu() {
+            detector.frames_per_device_pass(width, height)?
+        } else {
+            run.len()
         };
         for part in run.chunks(per_pass) {
             let images: Vec<&RgbImage> = part.iter().map(|f| &f.image).collect();
