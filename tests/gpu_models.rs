@@ -114,6 +114,27 @@ fn detectors() -> Option<(FaceDetector, FaceDetector)> {
     Some((cpu, gpu))
 }
 
+/// `images` uploaded together and detected on `gpu`; each frame's faces checked against
+/// `cpu` on that image alone. Returns the CPU's faces per frame.
+fn assert_uploaded_batch_finds_the_cpu_faces(
+    cpu: &FaceDetector,
+    gpu: &FaceDetector,
+    images: &[&image::RgbImage],
+    what: &str,
+) -> Vec<Vec<FaceDetection>> {
+    let batch = mimic::gpu::upload_frames(images, gpu.device()).unwrap();
+    let found = gpu.detect_on_device(batch).unwrap();
+    assert_eq!(found.len(), images.len());
+    let mut on_cpu = Vec::with_capacity(images.len());
+    for (k, (picture, faces)) in images.iter().zip(found).enumerate() {
+        let cpu_faces = cpu.detect(picture);
+        let on_gpu: Vec<FaceDetection> = faces.into_iter().map(|f| f.face).collect();
+        assert_same_faces(&cpu_faces, &on_gpu, &format!("{what} {k}"));
+        on_cpu.push(cpu_faces);
+    }
+    on_cpu
+}
+
 #[test]
 fn mtcnn_on_wgpu_finds_the_faces_it_finds_on_the_cpu() {
     let Some((cpu, gpu)) = detectors() else {
@@ -148,14 +169,10 @@ fn mtcnn_on_uploaded_frames_finds_the_faces_it_finds_on_the_cpu() {
         fixture_image("frame_000.png"),
         fixture_image("frame_120.png"),
     );
-    let batch = mimic::gpu::upload_frames(&[&image, &other], &device).unwrap();
-    let found = gpu.detect_on_device(batch).unwrap();
-    assert_eq!(found.len(), 2);
-    for (k, (picture, faces)) in [&image, &other].into_iter().zip(found).enumerate() {
-        let on_cpu = cpu.detect(picture);
-        let on_gpu: Vec<FaceDetection> = faces.into_iter().map(|f| f.face).collect();
-        assert_same_faces(&on_cpu, &on_gpu, &format!("uploaded frame {k}"));
-        assert!(!on_cpu.is_empty(), "fixture frame {k} holds faces");
+    let on_cpu =
+        assert_uploaded_batch_finds_the_cpu_faces(&cpu, &gpu, &[&image, &other], "uploaded frame");
+    for (k, faces) in on_cpu.iter().enumerate() {
+        assert!(!faces.is_empty(), "fixture frame {k} holds faces");
     }
     let frames = mimic::gpu::upload_frames(&[&image], &device).unwrap();
 
@@ -191,14 +208,7 @@ fn mtcnn_split_into_passes_that_fit_a_small_buffer_limit_finds_the_same_faces() 
     let (w, h) = image.dimensions();
     assert_eq!(gpu.frames_per_device_pass(w, h).unwrap(), 1);
     assert_eq!(PassLimit::new(4 << 20).crops_per_pass(CropNet::ONet), 15);
-    let batch = mimic::gpu::upload_frames(&[&image, &other], gpu.device()).unwrap();
-    let found = gpu.detect_on_device(batch).unwrap();
-    assert_eq!(found.len(), 2);
-    for (k, (picture, faces)) in [&image, &other].into_iter().zip(found).enumerate() {
-        let on_cpu = cpu.detect(picture);
-        let on_gpu: Vec<FaceDetection> = faces.into_iter().map(|f| f.face).collect();
-        assert_same_faces(&on_cpu, &on_gpu, &format!("frame {k} in passes"));
-    }
+    assert_uploaded_batch_finds_the_cpu_faces(&cpu, &gpu, &[&image, &other], "frame in passes");
     // A frame that no pass can hold is an error, not a failed allocation.
     let tiny = gpu.with_pass_limit(PassLimit::new(1 << 20));
     assert!(tiny.frames_per_device_pass(w, h).is_err());
