@@ -125,8 +125,9 @@ pub struct AnalyzeArgs {
     pub live: bool,
 
     /// Smallest face to find: `PX` pixels whatever the frame's size, or `1/N` of the
-    /// frame's shorter side (never under 20 px). Default 1/18: 20 px on 360 lines, 40 on
-    /// 720, 60 on 1080, so detection costs about the same at any resolution.
+    /// frame's shorter side (never under 20 px), to the nearest level of facenet's pyramid.
+    /// Default 1/18: 20 px on 360 lines, 40 on 720, 60 on 1080, so P-Net costs about the
+    /// same at any resolution; the faces found are found as `--min-face 20` finds them.
     #[arg(long, value_name = "PX|1/N", default_value = "1/18")]
     pub min_face: MinFace,
 

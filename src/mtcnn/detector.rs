@@ -94,8 +94,7 @@ impl FaceDetector {
     /// Frames of `width x height` that one pass on the device may take (see
     /// [`super::passes`]): batches of more frames are uploaded and detected in parts.
     pub fn frames_per_device_pass(&self, width: u32, height: u32) -> Result<usize, GpuError> {
-        let min_face = self.config.min_face_for(width, height);
-        let scales = boxes::pyramid_scales(width, height, min_face, self.config.factor);
+        let scales = self.config.pyramid_scales(width, height);
         self.pass_limit.frames_per_pass(width, height, &scales)
     }
 
@@ -139,52 +138,9 @@ impl FaceDetector {
 
     /// [`detect_batch`](Self::detect_batch), with what [`follow`](Self::follow) needs of
     /// each face.
-    ///
-    /// A frame larger than its smallest face needs (a relative minimum face,
-    /// [`MtcnnConfig::min_face_divisor`]) is first shrunk so that this face is
-    /// `min_face_size` pixels: the pyramid's levels are then the same as on the full
-    /// frame, R-Net and O-Net see the same face sizes, and the full frame's pixels are
-    /// read once, by the shrink. Boxes and landmarks come back in the frame's pixels.
     pub fn detect_batch_followable(&self, images: &[&RgbImage]) -> Vec<Vec<FollowedFace>> {
-        let working: Vec<WorkingImage> = images.iter().map(|im| self.working_image(im)).collect();
-        let pixels = FramePixels::Host(
-            working
-                .iter()
-                .map(|w| IntegralImage::new(w.image()))
-                .collect(),
-        );
-        let found = self.detect_pixels(&pixels).expect(HOST_PATH);
-        found
-            .into_iter()
-            .zip(&working)
-            .map(|(faces, w)| faces.iter().map(|f| f.scaled(w.to_frame())).collect())
-            .collect()
-    }
-
-    /// `image` as detection sees it: shrunk when the smallest face searched for in it is
-    /// larger than `min_face_size` (see [`detect_batch_followable`](Self::detect_batch_followable)).
-    fn working_image<'a>(&self, image: &'a RgbImage) -> WorkingImage<'a> {
-        let (w, h) = image.dimensions();
-        let shrink = self.config.min_face_size / self.config.min_face_for(w, h);
-        // Below a 10 % shrink, resampling costs more than it saves.
-        if shrink > 0.9 {
-            return WorkingImage::Frame(image);
-        }
-        let (sw, sh) = (
-            ((f64::from(w) * shrink).round() as u32).max(1),
-            ((f64::from(h) * shrink).round() as u32).max(1),
-        );
-        let mut small = RgbImage::new(sw, sh);
-        let options = fast_image_resize::ResizeOptions::new().resize_alg(
-            fast_image_resize::ResizeAlg::Convolution(fast_image_resize::FilterType::Box),
-        );
-        fast_image_resize::Resizer::new()
-            .resize(image, &mut small, &options)
-            .expect("two RGB8 images resize");
-        WorkingImage::Shrunk {
-            image: small,
-            to_frame: w as f32 / sw as f32,
-        }
+        let pixels = FramePixels::Host(images.iter().map(|im| IntegralImage::new(im)).collect());
+        self.detect_pixels(&pixels).expect(HOST_PATH)
     }
 
     /// [`detect_followable`](Self::detect_followable) of each frame of `frames:
@@ -239,16 +195,8 @@ impl FaceDetector {
     /// picture this is a fixed point: the same input box gives the same face. The cheap
     /// step between full detections of `--detect-every K`; it finds no new face.
     pub fn follow(&self, image: &RgbImage, previous: &[FollowedFace]) -> Vec<FollowedFace> {
-        // On the frame detection saw (shrunk alike), in its pixels.
-        let working = self.working_image(image);
-        let to_working = 1.0 / working.to_frame();
-        let previous: Vec<FollowedFace> = previous.iter().map(|f| f.scaled(to_working)).collect();
-        let pixels = FramePixels::Host(vec![IntegralImage::new(working.image())]);
-        self.follow_pixels(&pixels, &previous)
-            .expect(HOST_PATH)
-            .iter()
-            .map(|f| f.scaled(working.to_frame()))
-            .collect()
+        let pixels = FramePixels::Host(vec![IntegralImage::new(image)]);
+        self.follow_pixels(&pixels, previous).expect(HOST_PATH)
     }
 
     fn follow_pixels(
@@ -295,8 +243,7 @@ impl FaceDetector {
         }
         let mut out = vec![Vec::new(); pixels.len()];
         for ((width, height), members) in by_size {
-            let min_face = self.config.min_face_for(width, height);
-            let scales = boxes::pyramid_scales(width, height, min_face, self.config.factor);
+            let scales = self.config.pyramid_scales(width, height);
             let levels = pixels.pyramid(&members, &scales)?;
             // On the host the levels run side by side (each one split into bands too);
             // a device queues every level, then returns all outputs at once.
@@ -531,52 +478,6 @@ struct HostNets {
 pub struct FollowedFace {
     pub face: FaceDetection,
     anchor: BBox,
-}
-
-impl FollowedFace {
-    /// The same face in an image `k` times as large.
-    fn scaled(&self, k: f32) -> Self {
-        if k == 1.0 {
-            return *self;
-        }
-        let scale = |b: BBox| BBox {
-            x1: b.x1 * k,
-            y1: b.y1 * k,
-            x2: b.x2 * k,
-            y2: b.y2 * k,
-        };
-        Self {
-            face: FaceDetection {
-                bbox: scale(self.face.bbox),
-                score: self.face.score,
-                landmarks: self.face.landmarks.map(|[x, y]| [x * k, y * k]),
-            },
-            anchor: scale(self.anchor),
-        }
-    }
-}
-
-/// A frame as the host detector works on it: as it is, or shrunk.
-enum WorkingImage<'a> {
-    Frame(&'a RgbImage),
-    Shrunk { image: RgbImage, to_frame: f32 },
-}
-
-impl WorkingImage<'_> {
-    fn image(&self) -> &RgbImage {
-        match self {
-            WorkingImage::Frame(image) => image,
-            WorkingImage::Shrunk { image, .. } => image,
-        }
-    }
-
-    /// What maps its pixel coordinates onto the frame's.
-    fn to_frame(&self) -> f32 {
-        match self {
-            WorkingImage::Frame(_) => 1.0,
-            WorkingImage::Shrunk { to_frame, .. } => *to_frame,
-        }
-    }
 }
 
 fn bbox_of(c: &Candidate) -> BBox {

@@ -37,10 +37,12 @@ pub struct MtcnnConfig {
     /// `f64` like facenet's Python arithmetic, so the pyramid sizes match exactly.
     pub min_face_size: f64,
     /// When set, the smallest face searched for is also at least the frame's shorter
-    /// side divided by this: `max(min_face_size, min(w, h) / divisor)`. The pyramid then
-    /// starts at the same size whatever the resolution, so detection costs about as
-    /// much on 1080p as on 360p (facenet has no such setting: `None`). A divisor rather
-    /// than a share so that 360 / 18 is exactly 20 and the pyramid is facenet's there.
+    /// side divided by this: `max(min_face_size, min(w, h) / divisor)`, to the nearest
+    /// level of facenet's pyramid ([`pyramid_scales`](Self::pyramid_scales)). The
+    /// pyramid's largest level is then about the same size whatever the resolution, so
+    /// P-Net costs about as much on 1080p as on 360p (facenet has no such setting:
+    /// `None`). A divisor rather than a share so that 360 / 18 is exactly 20 and the
+    /// pyramid is facenet's there.
     pub min_face_divisor: Option<f64>,
     /// Score thresholds of P-Net (`>=`), R-Net and O-Net (`>`).
     pub thresholds: [f32; 3],
@@ -77,6 +79,24 @@ impl MtcnnConfig {
             Some(divisor) => self.min_face_size.max(short / divisor),
             None => self.min_face_size,
         }
+    }
+
+    /// The P-Net pyramid's scales for a `width × height` frame.
+    ///
+    /// With no divisor, facenet's pyramid for `min_face_size`. With one, the levels of
+    /// that same pyramid from the one nearest (within half a step, in scale) to the
+    /// smallest face [`min_face_for`](Self::min_face_for) asks for: the finer levels, which
+    /// find only smaller faces, are left out, and every level kept is the one facenet
+    /// builds, pixel for pixel, so the faces it finds are found as they are in the full
+    /// pyramid.
+    pub fn pyramid_scales(&self, width: u32, height: u32) -> Vec<f64> {
+        let all = boxes::pyramid_scales(width, height, self.min_face_size, self.factor);
+        let wanted = 12.0 / self.min_face_for(width, height);
+        let first = all
+            .iter()
+            .position(|&scale| scale <= wanted / self.factor.sqrt())
+            .unwrap_or(all.len());
+        all[first..].to_vec()
     }
 
     /// Checks the ranges; called by [`FaceDetector::load`].
@@ -165,6 +185,23 @@ mod tests {
             ..MtcnnConfig::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn a_relative_smallest_face_keeps_facenets_coarser_levels() {
+        let c = MtcnnConfig::analyzer_default();
+        let full = |w, h| boxes::pyramid_scales(w, h, 20.0, 0.709);
+        assert_eq!(
+            c.pyramid_scales(640, 360),
+            full(640, 360),
+            "all of them on 360 lines"
+        );
+        // 40 px on 720 lines: from facenet's 0.6 · 0.709² = 0.3016 (a 39.8 px face).
+        assert_eq!(c.pyramid_scales(1280, 720), full(1280, 720)[2..]);
+        // 60 px on 1080 lines: from 0.6 · 0.709³ = 0.2138 (56 px), not 0.1516 (79 px).
+        assert_eq!(c.pyramid_scales(1920, 1080), full(1920, 1080)[3..]);
+        let facenet = MtcnnConfig::default();
+        assert_eq!(facenet.pyramid_scales(1920, 1080), full(1920, 1080));
     }
 
     #[test]

@@ -40,19 +40,19 @@ impl IntegralImage {
     pub fn new(image: &RgbImage) -> Self {
         let (width, height) = (image.width() as usize, image.height() as usize);
         let stride = (width + 1) * 3;
-        let mut sums = vec![0u32; (height + 1) * stride];
-        let pixels = image.as_raw();
-        for y in 0..height {
-            let row = &pixels[y * width * 3..(y + 1) * width * 3];
-            let (above, below) = sums.split_at_mut((y + 1) * stride);
-            let above = &above[y * stride..];
-            let below = &mut below[..stride];
+        // Row by row, each a copy of the one above plus this row's running sums: the
+        // table (25 MB at 1080p) is written once, not zeroed first.
+        let mut sums = Vec::with_capacity((height + 1) * stride);
+        sums.resize(stride, 0u32);
+        for (y, row) in image.as_raw().chunks_exact((width * 3).max(1)).enumerate() {
+            sums.extend_from_within(y * stride..(y + 1) * stride);
+            // Column 0 stays 0.
+            let below = &mut sums[(y + 1) * stride + 3..];
             let mut run = [0u32; 3];
-            for x in 0..width {
+            for (pixel, sum) in row.chunks_exact(3).zip(below.chunks_exact_mut(3)) {
                 for c in 0..3 {
-                    run[c] = run[c].wrapping_add(u32::from(row[x * 3 + c]));
-                    let i = (x + 1) * 3 + c;
-                    below[i] = above[i].wrapping_add(run[c]);
+                    run[c] = run[c].wrapping_add(u32::from(pixel[c]));
+                    sum[c] = sum[c].wrapping_add(run[c]);
                 }
             }
         }
@@ -90,25 +90,36 @@ impl IntegralImage {
         let (in_h, in_w) = (rect.height(), rect.width());
         let cols: Vec<(usize, usize)> = (0..out_w).map(|j| area_window(j, in_w, out_w)).collect();
         let widths: Vec<f32> = cols.iter().map(|&(c0, c1)| (c1 - c0) as f32).collect();
+        // The columns where some window starts or ends, in order (both grow with `j`), and
+        // each window as two indices into them: a row costs O(out_w), not O(in_w), so a
+        // pyramid level of a large frame costs what its own size does.
+        let mut edges: Vec<usize> = cols.iter().flat_map(|&(c0, c1)| [c0, c1]).collect();
+        edges.sort_unstable();
+        edges.dedup();
+        let edge = |c: usize| edges.partition_point(|&e| e < c);
+        let windows: Vec<(usize, usize)> =
+            cols.iter().map(|&(c0, c1)| (edge(c0), edge(c1))).collect();
         let plane = out_h * out_w;
         let stride = (self.width + 1) * 3;
-        // Per output row: the integral's bottom row minus its top row over the crop's
-        // columns (one long run), whose differences at the window edges are the sums.
-        let mut band = vec![0u32; (in_w + 1) * 3];
+        // Per output row: the integral's bottom row minus its top row at the edges, whose
+        // differences between a window's two edges are its sums.
+        let mut band = vec![0u32; edges.len() * 3];
         // One output row's window sums, channel-major, so that the divisions below run
         // over contiguous lanes.
         let mut sums = vec![0u32; 3 * out_w];
         for i in 0..out_h {
             let (r0, r1) = area_window(i, in_h, out_h);
             let kh = (r1 - r0) as f32;
-            let integral_row = |y: usize| &self.sums[y * stride + rect.x0 * 3..][..band.len()];
+            let integral_row = |y: usize| &self.sums[y * stride + rect.x0 * 3..][..(in_w + 1) * 3];
             let (top, bottom) = (integral_row(rect.y0 + r0), integral_row(rect.y0 + r1));
-            for ((d, &b), &t) in band.iter_mut().zip(bottom).zip(top) {
-                *d = b.wrapping_sub(t);
-            }
-            for (j, &(c0, c1)) in cols.iter().enumerate() {
+            for (d, &e) in band.chunks_exact_mut(3).zip(&edges) {
                 for c in 0..3 {
-                    sums[c * out_w + j] = band[c1 * 3 + c].wrapping_sub(band[c0 * 3 + c]);
+                    d[c] = bottom[e * 3 + c].wrapping_sub(top[e * 3 + c]);
+                }
+            }
+            for (j, &(e0, e1)) in windows.iter().enumerate() {
+                for c in 0..3 {
+                    sums[c * out_w + j] = band[e1 * 3 + c].wrapping_sub(band[e0 * 3 + c]);
                 }
             }
             for (c, sums) in sums.chunks_exact(out_w).enumerate() {
