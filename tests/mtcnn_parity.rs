@@ -217,6 +217,47 @@ fn batched_detection_equals_one_frame_at_a_time() {
     }
 }
 
+/// The analyzer's smallest face relative to the frame (1/18 of the shorter side: 40 px on
+/// 720 lines) skips facenet's finer pyramid levels but builds the others from the full
+/// frame as facenet does: each face it finds is one that `--min-face 20` finds, to the
+/// bit, and the large faces are all found.
+#[test]
+fn a_relative_minimum_face_finds_the_faces_of_min_face_20_unchanged() {
+    let load = |config: MtcnnConfig| {
+        FaceDetector::load(&root().join("models/mtcnn"), config, &Device::flex())
+            .expect("models/mtcnn holds the converted weights")
+    };
+    let (relative, absolute) = (
+        load(MtcnnConfig::analyzer_default()),
+        load(MtcnnConfig::default()),
+    );
+    let mut found = 0;
+    for name in ["frame_000.png", "frame_240.png"] {
+        let small = load_png(&fixtures().join(name));
+        let frame = image::imageops::resize(
+            &small,
+            2 * small.width(),
+            2 * small.height(),
+            image::imageops::FilterType::Triangle,
+        );
+        assert_eq!(frame.height(), 720);
+        let (ours, all) = (relative.detect(&frame), absolute.detect(&frame));
+        for face in &ours {
+            assert!(
+                all.iter().any(|f| f.bbox == face.bbox
+                    && f.score == face.score
+                    && f.landmarks == face.landmarks),
+                "{name}: {face:?} is not one of --min-face 20's faces {all:?}"
+            );
+        }
+        for face in all.iter().filter(|f| f.bbox.width() >= 60.0) {
+            assert!(ours.contains(face), "{name}: large face {face:?} missed");
+        }
+        found += ours.len();
+    }
+    assert!(found >= 2, "too few faces ({found}) to be meaningful");
+}
+
 /// The original JPEGs at full size, read as our loader reads them (`image` crate, EXIF
 /// orientation applied): every reference face with score >= 0.9 is found as above.
 ///
