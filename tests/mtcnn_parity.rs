@@ -244,9 +244,7 @@ fn a_relative_minimum_face_finds_the_faces_of_min_face_20_unchanged() {
         let (ours, all) = (relative.detect(&frame), absolute.detect(&frame));
         for face in &ours {
             assert!(
-                all.iter().any(|f| f.bbox == face.bbox
-                    && f.score == face.score
-                    && f.landmarks == face.landmarks),
+                all.contains(face),
                 "{name}: {face:?} is not one of --min-face 20's faces {all:?}"
             );
         }
