@@ -14,7 +14,10 @@ use mimic::mtcnn::resample::IntegralImage;
 
 /// The clip's first frame (a fixture) scaled to `width x height`.
 fn frame(width: u32, height: u32) -> RgbImage {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mtcnn/frame_000.png");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/mtcnn/frame_000.png"
+    );
     let image = image::open(path).expect("the fixture frame").to_rgb8();
     image::imageops::resize(&image, width, height, image::imageops::FilterType::Triangle)
 }

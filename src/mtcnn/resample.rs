@@ -35,7 +35,9 @@ const MAX_PIECE_PIXELS: usize = (FIELD_MASK / 255) as usize;
 
 /// One pixel as a table value: `r + g 2^21 + b 2^42`.
 fn pack(pixel: &[u8]) -> u64 {
-    u64::from(pixel[0]) | u64::from(pixel[1]) << FIELD_BITS | u64::from(pixel[2]) << (2 * FIELD_BITS)
+    u64::from(pixel[0])
+        | u64::from(pixel[1]) << FIELD_BITS
+        | u64::from(pixel[2]) << (2 * FIELD_BITS)
 }
 
 /// A window's channel sums from the four-corner difference of table values.
@@ -285,11 +287,21 @@ mod tests {
             x1: 310,
             y1: 205,
         };
-        let cases = [(whole, 24, 24), (whole, 2, 2), (whole, 3, 1), (crop, 48, 48), (crop, 7, 5)];
+        let cases = [
+            (whole, 24, 24),
+            (whole, 2, 2),
+            (whole, 3, 1),
+            (crop, 48, 48),
+            (crop, 7, 5),
+        ];
         for (rect, out_h, out_w) in cases {
             let mut got = vec![0.0; 3 * out_h * out_w];
             table.resize_area_normalised(rect, out_h, out_w, &mut got);
-            assert_eq!(got, by_definition(&image, rect, out_h, out_w), "{rect:?} to {out_h}x{out_w}");
+            assert_eq!(
+                got,
+                by_definition(&image, rect, out_h, out_w),
+                "{rect:?} to {out_h}x{out_w}"
+            );
         }
         // One row wider than a piece: pieces of columns too.
         let wide = noise(9000, 2, 5);
