@@ -154,6 +154,11 @@ impl IntegralImage {
         for i in 0..out_h {
             let (r0, r1) = area_window(i, in_h, out_h);
             let kh = (r1 - r0) as f32;
+            let mut put = |j: usize, window: [u32; 3]| {
+                for (c, v) in window.into_iter().enumerate() {
+                    sums[c * out_w + j] = v;
+                }
+            };
             if (r1 - r0) * widest <= MAX_PIECE_PIXELS {
                 let table_row = |y: usize| &self.sums[y * stride + rect.x0..][..in_w + 1];
                 let (top, bottom) = (table_row(rect.y0 + r0), table_row(rect.y0 + r1));
@@ -161,20 +166,14 @@ impl IntegralImage {
                     *d = bottom[e].wrapping_sub(top[e]);
                 }
                 for (j, &(e0, e1)) in windows.iter().enumerate() {
-                    let window = unpack(band[e1].wrapping_sub(band[e0]));
-                    for (c, v) in window.into_iter().enumerate() {
-                        sums[c * out_w + j] = v;
-                    }
+                    put(j, unpack(band[e1].wrapping_sub(band[e0])));
                 }
             } else {
                 // Windows too large for one piece: the coarsest pyramid levels of large
                 // frames, crops of huge boxes.
                 let rows = (rect.y0 + r0, rect.y0 + r1);
                 for (j, &(c0, c1)) in cols.iter().enumerate() {
-                    let window = self.window_sums(rows, (rect.x0 + c0, rect.x0 + c1));
-                    for (c, v) in window.into_iter().enumerate() {
-                        sums[c * out_w + j] = v;
-                    }
+                    put(j, self.window_sums(rows, (rect.x0 + c0, rect.x0 + c1)));
                 }
             }
             for (c, sums) in sums.chunks_exact(out_w).enumerate() {
