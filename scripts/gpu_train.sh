@@ -21,7 +21,8 @@
 #           `mimic-train export` as for a CPU run.
 #
 #   ablation: command "bash scripts/gpu_train.sh ablation", carry ["target/gputrain"]
-#           (after unpack): the four variants of scripts/ablation.sh on the card.
+#           (after unpack): scripts/ablation.sh's four-way cells on the card, MAE = the
+#           bundle's encoder, seeds MIMIC_ABLATION_SEEDS ("1 2 3"), JOBS runs at once (3).
 #   bench:  command "bash scripts/gpu_train.sh bench", carry ["target/gputrain"]
 #           training images/s of both stages on the card: `mimic-train bench` (burn wgpu,
 #           f32) beside scripts/bench_python_training.py (PyTorch CUDA, f32), same call.
@@ -110,21 +111,22 @@ train() {
     return "$status"
 }
 
-# The four-way ablation of scripts/ablation.sh on the card, MIMIC_ABLATION_EPOCHS (12)
-# epochs each at batch 256; each variant comes back as one tar (best/ package, metrics,
-# log). Here: untar them into a folder and re-run `scripts/ablation.sh MAE_RUN FOLDER
-# EPOCHS` to measure FER+ Test and write the table.
+# scripts/ablation.sh's four-way cells on the card, MIMIC_ABLATION_EPOCHS (12) epochs each
+# at batch 256, MIMIC_ABLATION_SEEDS ("1 2 3"), JOBS (3) runs sharing the card at once;
+# each run comes back as one tar (best/ package, metrics, log). Here: untar them into a
+# folder and re-run `ABLATION_MAE=MAE scripts/ablation.sh FOLDER EPOCHS "SEEDS" four-way`
+# to measure FER+ Test and write the table.
 ablation() {
     setup_card
     local runs=/root/ablation epochs="${MIMIC_ABLATION_EPOCHS:-12}" status=0
-    MIMIC_TRAIN="$bin" MIMIC_DATA="$data_dir" ABLATION_DEVICE=wgpu ABLATION_BATCH=256 \
-        bash "$here/scripts/ablation.sh" "$bundle/mae" "$runs" "$epochs" \
-        >"$out/ablation.log" 2>&1 || status=$?
+    MIMIC_TRAIN="$bin" MIMIC_DATA="$data_dir" ABLATION_MAE="$bundle/mae" ABLATION_DEVICE=wgpu \
+        ABLATION_BATCH=256 JOBS="${JOBS:-3}" bash "$here/scripts/ablation.sh" "$runs" "$epochs" \
+        "${MIMIC_ABLATION_SEEDS:-1 2 3}" four-way >"$out/ablation.log" 2>&1 || status=$?
     tail -8 "$out/ablation.log"
-    for run in "$runs"/*/; do
+    for run in "$runs"/*-s*/; do
         name="$(basename "$run")"
         tar -C "$runs" -cf "$out/$name.tar" "$name/best" "$name/metrics.csv" \
-            "$name/options.json" "$name/done" "$name.log" 2>/dev/null || true
+            "$name/options.json" "$name.log" 2>/dev/null || true
     done
     ls -la "$out"
     return "$status"
