@@ -20,9 +20,10 @@
 #   here:   copy the package into a run folder, then `mimic-train eval` (test split) and
 #           `mimic-train export` as for a CPU run.
 #
-#   ablation: command "bash scripts/gpu_train.sh ablation", carry ["target/gputrain"]
-#           (after unpack): scripts/ablation.sh's four-way cells on the card, MAE = the
-#           bundle's encoder, seeds MIMIC_ABLATION_SEEDS ("1 2 3"), JOBS runs at once (3).
+#   ablation: command "MIMIC_ABLATION_SEEDS=1 bash scripts/gpu_train.sh ablation", carry
+#           ["target/gputrain"] (after unpack), then the same with seeds 2 and 3: each call
+#           scripts/ablation.sh's four-way cells for one seed, four runs at once, MAE = the
+#           bundle's encoder.
 #   bench:  command "bash scripts/gpu_train.sh bench", carry ["target/gputrain"]
 #           training images/s of both stages on the card: `mimic-train bench` (burn wgpu,
 #           f32) beside scripts/bench_python_training.py (PyTorch CUDA, f32), same call.
@@ -111,20 +112,24 @@ train() {
     return "$status"
 }
 
-# scripts/ablation.sh's four-way cells on the card, MIMIC_ABLATION_EPOCHS (12) epochs each
-# at batch 256, MIMIC_ABLATION_SEEDS ("1 2 3"), JOBS (3) runs sharing the card at once;
-# each run comes back as one tar (best/ package, metrics, log). Here: untar them into a
-# folder and re-run `ABLATION_MAE=MAE scripts/ablation.sh FOLDER EPOCHS "SEEDS" four-way`
-# to measure FER+ Test and write the table.
+# scripts/ablation.sh's four-way cells on the card for the seeds MIMIC_ABLATION_SEEDS (1),
+# MIMIC_ABLATION_EPOCHS (12) epochs each at batch 256, JOBS (4) runs sharing the card; the
+# runs stop after MIMIC_ABLATION_SECONDS (500) so that the call returns what finished:
+# each run as one tar (best/ package, metrics, log). Here: untar them into a folder and
+# re-run `ABLATION_MAE=MAE scripts/ablation.sh FOLDER 12 "1 2 3" four-way` to measure
+# FER+ Test and write the table.
 ablation() {
     setup_card
     local runs=/root/ablation epochs="${MIMIC_ABLATION_EPOCHS:-12}" status=0
     MIMIC_TRAIN="$bin" MIMIC_DATA="$data_dir" ABLATION_MAE="$bundle/mae" ABLATION_DEVICE=wgpu \
-        ABLATION_BATCH=256 JOBS="${JOBS:-3}" bash "$here/scripts/ablation.sh" "$runs" "$epochs" \
-        "${MIMIC_ABLATION_SEEDS:-1 2 3}" four-way >"$out/ablation.log" 2>&1 || status=$?
+        ABLATION_BATCH=256 JOBS="${JOBS:-4}" timeout "${MIMIC_ABLATION_SECONDS:-500}" \
+        bash "$here/scripts/ablation.sh" "$runs" "$epochs" "${MIMIC_ABLATION_SEEDS:-1}" \
+        four-way >"$out/ablation.log" 2>&1 || status=$?
     tail -8 "$out/ablation.log"
     for run in "$runs"/*-s*/; do
         name="$(basename "$run")"
+        # Finished runs only (every epoch in metrics.csv): a stopped one is re-run.
+        [ "$(tail -n +2 "$run/metrics.csv" 2>/dev/null | wc -l)" -ge "$epochs" ] || continue
         tar -C "$runs" -cf "$out/$name.tar" "$name/best" "$name/metrics.csv" \
             "$name/options.json" "$name.log" 2>/dev/null || true
     done
