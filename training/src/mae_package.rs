@@ -374,10 +374,15 @@ fn card(p: &MaePackage, has_samples: bool) -> String {
     )
     .unwrap();
     s += "## Data\n\n";
+    let faces = if p.data == "tiny-imagenet-50k" {
+        " No face dataset was used (the classes are objects and animals; some pictures show people)."
+    } else {
+        ""
+    };
     writeln!(
         s,
-        "`{}`: {} images per epoch (`../shared/data/`; see its README for provenance and licence). \
-         No face dataset was used (the classes are objects and animals; some pictures show people).\n",
+        "`{}`: {} images per epoch (`../shared/data/`; see its README for provenance and \
+         licence).{faces}\n",
         p.data, p.images
     )
     .unwrap();

@@ -458,7 +458,13 @@ fn an_mae_package_is_continued_by_the_next_slice_and_fine_tuned_from() {
     let dir = package(first.path());
     let p1 = MaePackage::read(&dir).unwrap();
     assert_eq!((p1.steps, p1.epochs, p1.slices.len()), (3, 1, 1));
-    assert!(dir.join("loss.svg").exists() && dir.join("MODEL_CARD.md").exists());
+    assert!(dir.join("loss.svg").exists());
+    // Not Tiny-ImageNet: the card claims nothing about faces in the data.
+    let card = std::fs::read_to_string(dir.join("MODEL_CARD.md")).unwrap();
+    assert!(
+        card.contains("## Data") && !card.contains("No face dataset"),
+        "{card}"
+    );
 
     // Slice 2 continues the package to the end of the same 3-epoch schedule.
     let from = dir.to_str().unwrap().to_string();
