@@ -15,8 +15,8 @@
 # 64 px (ffmpeg, bicubic), target/data/mae-both. Each MAE run resumes where it stopped; the
 # probes resume as scripts/ablation.sh does. Tables: OUT_DIR/probes/ablation.md.
 #
-# Environment: MIMIC_TRAIN, MIMIC_DATA (FER+ root, default target/data), GENERAL_FROM, JOBS
-# (probes at once, default 2).
+# Environment: MIMIC_TRAIN, MIMIC_DATA (FER+ root, default target/data), GENERAL_FROM,
+# VARIANTS (default "general faces both"), JOBS (probes at once, default 2).
 set -euo pipefail
 
 usage="usage: mae_data_study.sh OUT_DIR STEPS \"SEEDS\" [FINETUNE_EPOCHS]"
@@ -57,23 +57,27 @@ mae() {
     "$train" package-mae --run "$run" --name "$name" --models-dir "$out" >/dev/null
 }
 
-if [ -n "${GENERAL_FROM:-}" ]; then
-    if [ ! -f "$out/mae-general/mae.json" ]; then
-        mkdir -p "$out/mae-general"
-        for f in $(git -C "$here" ls-tree --name-only "$GENERAL_FROM" models/mae-micro/); do
-            git -C "$here" show "$GENERAL_FROM:$f" >"$out/mae-general/$(basename "$f")"
-        done
-    fi
-else
-    mae mae-general "$data/tiny-imagenet-50k"
-fi
-mae mae-faces "$data/FER2013Train"
-mae mae-both "$both"
-for name in mae-general mae-faces mae-both; do
-    got=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" "$out/$name/mae.json")
-    [ "$got" -eq "$steps" ] || { echo "mae_data_study: $name has $got MAE steps, not $steps" >&2; exit 1; }
+cells=()
+for variant in ${VARIANTS:-general faces both}; do
+    case "$variant" in
+        general)
+            if [ -z "${GENERAL_FROM:-}" ]; then
+                mae mae-general "$data/tiny-imagenet-50k"
+            elif [ ! -f "$out/mae-general/mae.json" ]; then
+                mkdir -p "$out/mae-general"
+                for f in $(git -C "$here" ls-tree --name-only "$GENERAL_FROM" models/mae-micro/); do
+                    git -C "$here" show "$GENERAL_FROM:$f" >"$out/mae-general/$(basename "$f")"
+                done
+            fi ;;
+        faces) mae mae-faces "$data/FER2013Train" ;;
+        both) mae mae-both "$both" ;;
+        *) echo "mae_data_study: VARIANTS holds '$variant', not general, faces or both" >&2; exit 2 ;;
+    esac
+    got=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['steps'])" \
+        "$out/mae-$variant/mae.json")
+    [ "$got" -eq "$steps" ] || { echo "mae_data_study: mae-$variant has $got MAE steps, not $steps" >&2; exit 1; }
+    cells+=("$out/mae-$variant:supcon:both")
 done
 
 JOBS="${JOBS:-2}" MIMIC_TRAIN="$train" MIMIC_DATA="$data" "$here/scripts/ablation.sh" \
-    "$out/probes" "$epochs" "$seeds" \
-    "$out/mae-general:supcon:both" "$out/mae-faces:supcon:both" "$out/mae-both:supcon:both"
+    "$out/probes" "$epochs" "$seeds" "${cells[@]}"

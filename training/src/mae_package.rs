@@ -342,12 +342,23 @@ fn loss_chart(history: &[BTreeMap<String, f64>]) -> String {
 
 fn card(p: &MaePackage, has_samples: bool) -> String {
     let v = &p.vit;
+    // What the card may say about the data: only Tiny-ImageNet is known to hold no face set.
+    let general = p.data == "tiny-imagenet-50k";
     let mut s = format!("# {}\n\n", p.name);
-    s += "Masked-autoencoder pre-training (He et al. 2022) of the ViT that `mimic analyze` \
-          classifies faces with: stage 1 of MIMIC, on general (non-face) images. Fine-tune it \
-          on expression data with `mimic-train finetune --init <this folder>`; continue its \
-          pre-training with `mimic-train pretrain --from <this folder>` (what \
-          `scripts/campaign.sh` does on each lease of a machine).\n\n";
+    writeln!(
+        s,
+        "Masked-autoencoder pre-training (He et al. 2022) of the ViT that `mimic analyze` \
+         classifies faces with: stage 1 of MIMIC, on {}. Fine-tune it on expression data with \
+         `mimic-train finetune --init <this folder>`; continue its pre-training with \
+         `mimic-train pretrain --from <this folder>` (what `scripts/campaign.sh` does on each \
+         lease of a machine).\n",
+        if general {
+            "general (non-face) images"
+        } else {
+            "the images of `data` below"
+        }
+    )
+    .unwrap();
     s += "## Network\n\n";
     writeln!(
         s,
@@ -374,7 +385,7 @@ fn card(p: &MaePackage, has_samples: bool) -> String {
     )
     .unwrap();
     s += "## Data\n\n";
-    let faces = if p.data == "tiny-imagenet-50k" {
+    let faces = if general {
         " No face dataset was used (the classes are objects and animals; some pictures show people)."
     } else {
         ""
@@ -431,8 +442,17 @@ fn card(p: &MaePackage, has_samples: bool) -> String {
               reconstructions with the visible patches pasted back):\n\n\
               ![reconstructions](reconstructions.png)\n\n";
     }
-    s += "Licence: the weights derive from Tiny-ImageNet (ImageNet terms, non-commercial \
-          research); use them under those terms.\n";
+    if general {
+        s += "Licence: the weights derive from Tiny-ImageNet (ImageNet terms, non-commercial \
+              research); use them under those terms.\n";
+    } else {
+        writeln!(
+            s,
+            "Licence: the weights derive from `{}`: use them under its terms (`../shared/data/README.md`).",
+            p.data
+        )
+        .unwrap();
+    }
     s
 }
 
