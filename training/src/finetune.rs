@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
@@ -32,10 +31,10 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::balance::{BalanceMode, ClassBalance};
-use crate::control::{EpochProgress, LoopControl, Outcome, format_duration, prefetch};
+use crate::control::{EpochProgress, Outcome, format_duration, prefetch};
 use crate::data::{DatasetError, DatasetKind, LabelMode, LabeledSet, Split};
 use crate::data_parallel::{PartLoss, data_parallel_gradients, seed_replicas, split_evenly};
-use crate::device::{DeviceChoice, select};
+use crate::device::select;
 use crate::distill::{Teacher, distillation_loss};
 use crate::images::{
     CropBox, ImageStore, Normalization, PixelAugment, random_erase, random_resized_crop, render,
@@ -45,8 +44,8 @@ use crate::metrics::{Confusion, Selection, argmax};
 use crate::mix::{MixMode, mix_pair};
 use crate::mix_supcon::{mix_supcon_loss, smooth_labels, soft_cross_entropy};
 use crate::optim::{AdamWOptions, LrGroups, adamw, clip_grad_norm, trainable_params, vit_layer_id};
-use crate::pretrain::{ENCODER_CONFIG, ENCODER_WEIGHTS, EncoderInfo, preset_shape};
-use crate::run::{RunDir, Throughput, TrainState, derive_seed, stream};
+use crate::pretrain::{ENCODER_CONFIG, ENCODER_WEIGHTS, EncoderInfo, ShapeOverrides};
+use crate::run::{RunDir, SessionOptions, Throughput, TrainState, derive_seed, stream};
 use crate::schedule::{layer_decay_scales, warmup_cosine};
 
 /// Pooling choice on the command line.
@@ -80,24 +79,13 @@ pub struct FinetuneOptions {
     /// fine-tuning it). From scratch when absent.
     #[arg(long)]
     pub init: Option<PathBuf>,
-    /// Preset when training from scratch (with --init the encoder's shape is used).
+    /// Preset when training from scratch, with the overrides below (with --init the
+    /// encoder's shape is used).
     #[arg(long, default_value = "mini")]
     pub preset: String,
-    /// Override the preset's input size (scratch only).
-    #[arg(long)]
-    pub image_size: Option<usize>,
-    /// Override the preset's token width.
-    #[arg(long)]
-    pub dim: Option<usize>,
-    /// Override the preset's number of blocks.
-    #[arg(long)]
-    pub depth: Option<usize>,
-    /// Override the preset's attention heads.
-    #[arg(long)]
-    pub heads: Option<usize>,
-    /// Override the preset's patch size.
-    #[arg(long)]
-    pub patch_size: Option<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub shape: ShapeOverrides,
     /// Train on a seeded random subset of this many training images.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -191,18 +179,9 @@ pub struct FinetuneOptions {
     pub select: Selection,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
-    /// Stop (with a checkpoint) after this many steps in this session.
-    #[arg(long)]
-    pub max_steps: Option<usize>,
-    /// Minutes between checkpoints inside an epoch.
-    #[arg(long, default_value_t = 10.0)]
-    pub checkpoint_minutes: f64,
-    /// Stop (with a checkpoint) after this many minutes of training in this session.
-    #[arg(long)]
-    #[serde(default)]
-    pub max_minutes: Option<f64>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub session: SessionOptions,
     /// Batch size of the validation pass.
     #[arg(long, default_value_t = 256)]
     pub eval_batch: usize,
@@ -217,14 +196,6 @@ pub struct FinetuneOptions {
 fn one_replica() -> usize {
     1
 }
-
-const MAY_CHANGE: [&str; 5] = [
-    "device",
-    "max_steps",
-    "checkpoint_minutes",
-    "max_minutes",
-    "eval_batch",
-];
 
 fn one() -> f64 {
     1.0
@@ -402,16 +373,7 @@ fn initial_model(
         PoolChoice::Cls => GlobalPool::Cls,
     };
     let Some(init) = &opts.init else {
-        let vit = preset_shape(
-            &opts.preset,
-            [
-                opts.image_size,
-                opts.patch_size,
-                opts.dim,
-                opts.depth,
-                opts.heads,
-            ],
-        )?;
+        let vit = opts.shape.apply(&opts.preset)?;
         let cfg = vit
             .with_num_classes(classes)
             .with_global_pool(pool)
@@ -586,8 +548,12 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
     let kind = dataset_kind(&opts.dataset)?;
     let mode = label_mode(&opts.label_mode)?;
     let run = RunDir::new(&opts.out);
-    run.open(opts, &MAY_CHANGE)?;
-    let (device, description) = select(opts.device)?;
+    let may_change: Vec<&str> = SessionOptions::NAMES
+        .into_iter()
+        .chain(["eval_batch"])
+        .collect();
+    run.open(opts, &may_change)?;
+    let (device, description) = select(opts.session.device)?;
     eprintln!("device: {description}");
 
     eprintln!("loading {} from {} …", opts.dataset, opts.data.display());
@@ -726,12 +692,7 @@ pub fn finetune(opts: &FinetuneOptions, stop: Arc<AtomicBool>) -> Result<Outcome
             .then_some((opts.distill_weight, opts.distill_temperature)),
         supcon: (opts.supcon_weight > 0.0).then_some((opts.supcon_weight, opts.temperature)),
     };
-    let mut control = LoopControl::new(
-        stop,
-        opts.max_steps,
-        Duration::from_secs_f64(opts.checkpoint_minutes * 60.0),
-    )
-    .with_max_minutes(opts.max_minutes);
+    let mut control = opts.session.loop_control(stop);
 
     while state.epoch < opts.epochs {
         let epoch = state.epoch;

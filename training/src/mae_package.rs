@@ -240,7 +240,7 @@ pub fn package_mae(opts: &PackageMaeOptions) -> Result<PathBuf> {
         .unwrap_or_default();
     slices.push(Slice {
         date: time::OffsetDateTime::now_utc().date().to_string(),
-        device: format!("{:?}", options.device).to_lowercase(),
+        device: format!("{:?}", options.session.device).to_lowercase(),
         from_step,
         to_step: state.step,
         seconds: slice_seconds,

@@ -13,7 +13,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
@@ -24,15 +23,15 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use crate::control::{EpochProgress, LoopControl, Outcome, format_duration, prefetch};
+use crate::control::{EpochProgress, Outcome, format_duration, prefetch};
 use crate::data_parallel::{PartLoss, data_parallel_gradients, seed_replicas, split_evenly};
-use crate::device::{DeviceChoice, select};
+use crate::device::select;
 use crate::images::{ImageStore, Normalization, PixelAugment, random_resized_crop, render};
 use crate::mae::{Mae, MaeConfig, MaskPlan, random_masking};
 use crate::mae_package::{MaePackage, same_shape};
 use crate::optim::{AdamWOptions, adamw, clip_grad_norm, trainable_params};
 use crate::plot::tile_grid;
-use crate::run::{RunDir, Throughput, TrainState, derive_seed, stream};
+use crate::run::{RunDir, SessionOptions, Throughput, TrainState, derive_seed, stream};
 use crate::schedule::{rewarm_factor, warmup_cosine};
 
 /// Options of `mimic-train pretrain`.
@@ -48,21 +47,9 @@ pub struct PretrainOptions {
     /// Encoder preset (tiny, small, mini, micro, mini64).
     #[arg(long, default_value = "mini")]
     pub preset: String,
-    /// Override the preset's input size (pixels).
-    #[arg(long)]
-    pub image_size: Option<usize>,
-    /// Override the preset's token width.
-    #[arg(long)]
-    pub dim: Option<usize>,
-    /// Override the preset's number of blocks.
-    #[arg(long)]
-    pub depth: Option<usize>,
-    /// Override the preset's attention heads.
-    #[arg(long)]
-    pub heads: Option<usize>,
-    /// Override the preset's patch size.
-    #[arg(long)]
-    pub patch_size: Option<usize>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub shape: ShapeOverrides,
     /// Use at most this many images (evenly spread over the folder tree).
     #[arg(long)]
     pub limit: Option<usize>,
@@ -106,19 +93,9 @@ pub struct PretrainOptions {
     pub no_flip: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
-    pub device: DeviceChoice,
-    /// Stop (with a checkpoint) after this many steps in this session.
-    #[arg(long)]
-    pub max_steps: Option<usize>,
-    /// Minutes between checkpoints inside an epoch.
-    #[arg(long, default_value_t = 10.0)]
-    pub checkpoint_minutes: f64,
-    /// Stop (with a checkpoint) after this many minutes of training in this
-    /// session: one slice of a schedule longer than a machine is lent for.
-    #[arg(long)]
-    #[serde(default)]
-    pub max_minutes: Option<f64>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub session: SessionOptions,
     /// Continue a shipped MAE package (`models/mae-…`, written by
     /// `package-mae`): its weights, step and history; the same schedule
     /// (`--epochs` is the whole schedule's length), a fresh optimizer.
@@ -145,21 +122,9 @@ fn quarter() -> f64 {
     0.25
 }
 
-/// Options that may change when a run is resumed.
-const MAY_CHANGE: [&str; 4] = ["device", "max_steps", "checkpoint_minutes", "max_minutes"];
-
 impl PretrainOptions {
     pub fn mae_config(&self) -> Result<MaeConfig> {
-        let vit = preset_shape(
-            &self.preset,
-            [
-                self.image_size,
-                self.patch_size,
-                self.dim,
-                self.depth,
-                self.heads,
-            ],
-        )?;
+        let vit = self.shape.apply(&self.preset)?;
         if !(0.0..1.0).contains(&self.mask_ratio) {
             bail!("--mask-ratio {} must be in [0, 1)", self.mask_ratio);
         }
@@ -176,19 +141,40 @@ impl PretrainOptions {
     }
 }
 
-/// A preset with optional overrides `[image_size, patch_size, dim, depth,
-/// heads]`, validated.
-pub fn preset_shape(preset: &str, overrides: [Option<usize>; 5]) -> Result<VitConfig> {
-    let mut vit = VitConfig::preset(preset)
-        .with_context(|| format!("unknown preset {preset:?}; one of {:?}", VitConfig::PRESETS))?;
-    let [image_size, patch_size, dim, depth, heads] = overrides;
-    vit.image_size = image_size.unwrap_or(vit.image_size);
-    vit.patch_size = patch_size.unwrap_or(vit.patch_size);
-    vit.dim = dim.unwrap_or(vit.dim);
-    vit.depth = depth.unwrap_or(vit.depth);
-    vit.heads = heads.unwrap_or(vit.heads);
-    vit.validate()?;
-    Ok(vit)
+/// The encoder's shape on the command line: a preset's, with any of its sizes overridden.
+#[derive(clap::Args, Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ShapeOverrides {
+    /// Override the preset's input size (pixels).
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Override the preset's token width.
+    #[arg(long)]
+    pub dim: Option<usize>,
+    /// Override the preset's number of blocks.
+    #[arg(long)]
+    pub depth: Option<usize>,
+    /// Override the preset's attention heads.
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// Override the preset's patch size.
+    #[arg(long)]
+    pub patch_size: Option<usize>,
+}
+
+impl ShapeOverrides {
+    /// `preset`'s shape with these overrides, validated.
+    pub fn apply(&self, preset: &str) -> Result<VitConfig> {
+        let mut vit = VitConfig::preset(preset).with_context(|| {
+            format!("unknown preset {preset:?}; one of {:?}", VitConfig::PRESETS)
+        })?;
+        vit.image_size = self.image_size.unwrap_or(vit.image_size);
+        vit.patch_size = self.patch_size.unwrap_or(vit.patch_size);
+        vit.dim = self.dim.unwrap_or(vit.dim);
+        vit.depth = self.depth.unwrap_or(vit.depth);
+        vit.heads = self.heads.unwrap_or(vit.heads);
+        vit.validate()?;
+        Ok(vit)
+    }
 }
 
 const NORM: Normalization = Normalization {
@@ -214,8 +200,8 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
         bail!("--batch-size must be positive");
     }
     let run = RunDir::new(&opts.out);
-    run.open(opts, &MAY_CHANGE)?;
-    let (device, description) = select(opts.device)?;
+    run.open(opts, &SessionOptions::NAMES)?;
+    let (device, description) = select(opts.session.device)?;
     eprintln!("device: {description}");
 
     eprintln!("loading images under {} …", opts.data.display());
@@ -339,12 +325,7 @@ pub fn pretrain(opts: &PretrainOptions, stop: Arc<AtomicBool>) -> Result<Outcome
     let sample_ids: Vec<usize> = (0..SAMPLE_IMAGES.min(n))
         .map(|i| i * n / SAMPLE_IMAGES.min(n))
         .collect();
-    let mut control = LoopControl::new(
-        stop,
-        opts.max_steps,
-        Duration::from_secs_f64(opts.checkpoint_minutes * 60.0),
-    )
-    .with_max_minutes(opts.max_minutes);
+    let mut control = opts.session.loop_control(stop);
 
     while state.epoch < opts.epochs {
         let epoch = state.epoch;

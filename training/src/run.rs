@@ -16,7 +16,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
@@ -24,6 +26,41 @@ use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 
 use crate::control::{LoopControl, Outcome};
+use crate::device::DeviceChoice;
+
+/// How one session of a run goes: where it runs and when it stops. Unlike the rest of a
+/// run's options, these may change when the run is resumed.
+#[derive(clap::Args, Clone, Debug, Serialize, Deserialize)]
+pub struct SessionOptions {
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
+    /// Stop (with a checkpoint) after this many steps in this session.
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Minutes between checkpoints inside an epoch.
+    #[arg(long, default_value_t = 10.0)]
+    pub checkpoint_minutes: f64,
+    /// Stop (with a checkpoint) after this many minutes of training in this session:
+    /// one slice of a schedule longer than a machine is lent for.
+    #[arg(long)]
+    #[serde(default)]
+    pub max_minutes: Option<f64>,
+}
+
+impl SessionOptions {
+    /// The options' names in a run's `options.json`, for [`RunDir::open`]'s `may_change`.
+    pub const NAMES: [&str; 4] = ["device", "max_steps", "checkpoint_minutes", "max_minutes"];
+
+    /// The session's stopping and checkpointing rules; `stop` is raised by Ctrl-C.
+    pub fn loop_control(&self, stop: Arc<AtomicBool>) -> LoopControl {
+        LoopControl::new(
+            stop,
+            self.max_steps,
+            Duration::from_secs_f64(self.checkpoint_minutes * 60.0),
+        )
+        .with_max_minutes(self.max_minutes)
+    }
+}
 
 /// Where a run stands; saved with every checkpoint.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
