@@ -80,14 +80,14 @@ fn main() -> ExitCode {
 /// Keeps the memory of freed tensors in the heap for the next step instead of handing it
 /// back to the kernel.
 ///
-/// On burn's CPU backend a training step allocates and frees tensors of tens of MiB (MAE
+/// On burn's CPU backend a training step allocates and frees tensors of tens of MB (MAE
 /// `micro` at batch 512: the decoder's MLP activations are 39 MB), above the largest size
 /// glibc serves from its heap (its mmap threshold grows to 32 MiB at most). So each one
-/// was a fresh `mmap`, its pages faulted in and zeroed, and its `munmap` a TLB shootdown on
-/// both cores: a fifth of the samples of a `perf record` of a campaign slice were in the
-/// kernel, most of them there. With mmap off and no trimming, MAE `micro` runs 15–25 % more images/s on 2 cores
-/// (`BENCHMARKS.md`), at the cost of the process keeping its peak heap (2.3 GB instead of
-/// 1.3 GB for that run). A `glibc.malloc` setting the user made in `GLIBC_TUNABLES` is kept.
+/// was a fresh `mmap`, its pages faulted in and zeroed, its `munmap` a TLB shootdown on
+/// every core: a fifth of a campaign slice's `perf record` samples were in the kernel.
+/// With mmap off and no trimming, MAE `micro` at batch 512 runs 41 % more images/s on 2
+/// cores (`BENCHMARKS.md`); the process keeps its peak heap (the campaign slice: 2.3 GB
+/// resident instead of 1.3 GB). A `glibc.malloc` setting in `GLIBC_TUNABLES` is kept.
 ///
 /// # Safety
 ///
