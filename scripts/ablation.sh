@@ -22,8 +22,9 @@
 #   scripts/ablation.sh target/ablation 5 "1 2 3" four-way mixing
 #   JOBS=3 scripts/ablation.sh target/mae-budget 5 "1 2" 921bbfe:supcon:both a70c1d6:supcon:both
 #
-# Runs go to OUT_DIR/<init>-<loss>-<mix>-s<seed>, JOBS at a time (default 1; on the CPU,
-# concurrent runs share its cores). A run resumes where it stopped (e.g. after
+# Runs go to OUT_DIR/<init>-<loss>-<mix>-s<seed>, JOBS at a time (default: one per core on
+# the CPU, where runs side by side beat one run on every thread — BENCHMARKS.md, slice 15 —
+# and 1 on any other device). A run resumes where it stopped (e.g. after
 # --max-minutes); a finished one (every epoch in its metrics.csv) is skipped, so re-running
 # the same command continues the ablation. FER+ Test is measured where the data has it
 # (FER2013Test): runs trained on a lent card (`scripts/gpu_train.sh ablation`, which
@@ -116,6 +117,7 @@ finished() { # finished RUN: every epoch in its metrics.csv (a run stopped by --
     [ "$(tail -n +2 "$1/metrics.csv" 2>/dev/null | wc -l)" -ge "$epochs" ]
 }
 
+if [ "${ABLATION_DEVICE:-cpu}" = cpu ]; then parallel_runs=${JOBS:-$(nproc)}; else parallel_runs=${JOBS:-1}; fi
 jobs=()
 for cell in "${cells[@]}"; do for seed in $seeds; do jobs+=("$cell $seed"); done; done
 running=0 failed=0
@@ -124,7 +126,7 @@ for job in "${jobs[@]}"; do
     finished "$(run_dir "$cell" "$seed")" && continue
     one_run "$cell" "$seed" &
     running=$((running + 1))
-    if [ "$running" -ge "${JOBS:-1}" ]; then
+    if [ "$running" -ge "$parallel_runs" ]; then
         wait -n || failed=1
         running=$((running - 1))
     fi
