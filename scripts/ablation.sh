@@ -54,6 +54,7 @@ done
 here="$(cd "$(dirname "$0")/.." && pwd)"
 train="${MIMIC_TRAIN:-$here/target/release/mimic-train}"
 data="${MIMIC_DATA:-$here/target/data}"
+device="${ABLATION_DEVICE:-cpu}"
 mkdir -p "$out"
 
 # The encoder folder of an INIT (empty for scratch), checking out git revisions once.
@@ -90,7 +91,7 @@ recipe=(--data "$data" --dataset ferplus --label-mode probability --preset micro
     --warmup-epochs "$(python3 -c "print(min(6, max(1, $epochs // 10)))")" --layer-decay 0.75
     --drop-path 0.1 --mix-alpha 0.8 --mix-fraction 0.5 --temperature 0.1
     --balance logit-adjust --balance-tau 0.3 --select average
-    --device "${ABLATION_DEVICE:-cpu}" "$@")
+    --device "$device" "$@")
 
 declare -A encoders=()
 for cell in "${cells[@]}"; do
@@ -117,7 +118,7 @@ finished() { # finished RUN: every epoch in its metrics.csv (a run stopped by --
     [ "$(tail -n +2 "$1/metrics.csv" 2>/dev/null | wc -l)" -ge "$epochs" ]
 }
 
-if [ "${ABLATION_DEVICE:-cpu}" = cpu ]; then parallel_runs=${JOBS:-$(nproc)}; else parallel_runs=${JOBS:-1}; fi
+if [ "$device" = cpu ]; then parallel_runs=${JOBS:-$(nproc)}; else parallel_runs=${JOBS:-1}; fi
 jobs=()
 for cell in "${cells[@]}"; do for seed in $seeds; do jobs+=("$cell $seed"); done; done
 running=0 failed=0
